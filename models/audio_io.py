@@ -1,0 +1,74 @@
+"""Reading and writing audio files with clear errors.
+
+Every entry point (CLI, preprocess, corpus, eval) loads audio through `load_audio`, so odd input
+(any rate, stereo, 8/16/24/32-bit, float, NaN, empty, not audio at all) is handled in one place.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from models.errors import AudioInputError, ComoliveError
+
+
+def resample(wav: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
+    """Band-limited polyphase resampling along the last axis (exact rational ratio)."""
+    if sr_from == sr_to:
+        return wav.astype(np.float32, copy=False)
+    g = np.gcd(int(sr_from), int(sr_to))
+    return resample_poly(wav, sr_to // g, sr_from // g, axis=-1).astype(np.float32)
+
+
+def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Load `path` as mono float32 in [-1, 1]; resample to `sr` when given.
+
+    Returns (wav, sample_rate). Raises AudioInputError with a one-line reason for a missing,
+    unreadable, empty, non-audio or non-finite file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioInputError(f"{p}: file not found")
+    if p.is_dir():
+        raise AudioInputError(f"{p}: is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioInputError(f"{p}: file is empty")
+    try:
+        data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AudioInputError(f"{p}: not a readable audio file ({msg})") from None
+    if data.shape[0] == 0:
+        raise AudioInputError(f"{p}: holds no samples")
+    if not np.isfinite(data).all():
+        raise AudioInputError(f"{p}: contains NaN or infinite samples")
+    wav = data.mean(axis=1)  # downmix to mono
+    if sr is not None and sr != file_sr:
+        wav = resample(wav, file_sr, sr)
+        file_sr = sr
+    return np.ascontiguousarray(wav, dtype=np.float32), int(file_sr)
+
+
+def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, force: bool = True) -> Path:
+    """Write float audio as 16-bit PCM wav (clipped to [-1, 1]). Refuses to overwrite unless forced."""
+    p = Path(path)
+    if p.exists() and not force:
+        raise ComoliveError(f"{p}: already exists (use --force to overwrite)")
+    if p.is_dir():
+        raise ComoliveError(f"{p}: is a folder, cannot write audio there")
+    if not p.parent.exists():
+        raise ComoliveError(f"{p.parent}: output folder does not exist")
+    if not os.access(p.parent, os.W_OK):
+        raise ComoliveError(f"{p}: output folder is not writable")
+    wav = np.clip(np.nan_to_num(np.asarray(wav, dtype=np.float32)), -1.0, 1.0)
+    tmp = p.with_name(p.name + ".partial")
+    try:
+        sf.write(str(tmp), wav, int(sr), subtype="PCM_16", format="WAV")
+        os.replace(tmp, p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ComoliveError(f"{p}: cannot write ({e.strerror or e})") from None
+    return p
