@@ -1,0 +1,70 @@
+"""Checkpoints: safetensors weights + a JSON of hyper-parameters. Loading never executes code.
+
+A checkpoint is a folder (or a stem) with `<name>.safetensors` and `<name>.json`. Writes are
+atomic (temporary file, fsync, rename), so an interrupted run never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from models.errors import ModelFileError
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(stem: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write stem.safetensors and stem.json atomically (weights first, so the JSON marks completion)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    _atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(flat, str(p)))
+    _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    return stem
+
+
+def load_checkpoint(stem: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read stem.safetensors + stem.json; a clear ModelFileError for anything missing or damaged."""
+    stem = Path(stem)
+    if stem.suffix in (".safetensors", ".json"):
+        stem = stem.with_suffix("")
+    st, js = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for p in (st, js):
+        if not p.exists():
+            raise ModelFileError(f"{p}: model file not found")
+    try:
+        meta = json.loads(js.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{js}: corrupted model description ({e})") from None
+    try:
+        tensors = load_file(str(st), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{st}: corrupted or truncated weights ({str(e).splitlines()[0]})") from None
+    for k, v in tensors.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ModelFileError(f"{st}: weights contain NaN/inf ({k})")
+    return tensors, meta
+
+
+def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Strict state-dict load with a readable error when the weights belong to another architecture."""
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # size mismatch
+        raise ModelFileError(f"{source}: weights do not fit this model ({str(e).splitlines()[-1].strip()})") from None
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise ModelFileError(
+            f"{source}: weights do not fit this model ({len(missing)} missing, {len(unexpected)} unexpected, e.g. {example})"
+        )

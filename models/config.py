@@ -1,0 +1,114 @@
+"""Hyper-parameters of a voice model, readable as TOML.
+
+One ModelConfig describes everything that must match between training and inference: the mel
+analysis, the feature dimensions, the denoiser's shape and lookahead, the EDM constants. It is
+stored as JSON beside every checkpoint, and training runs read it (plus TrainConfig) from TOML.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.errors import ComoliveError
+
+
+@dataclass
+class ModelConfig:
+    # signal
+    sample_rate: int = 22050
+    hop_length: int = 256
+    n_mels: int = 80
+    mel_min: float = -11.5  # log-mel range mapped to [-1, 1] for the decoder
+    mel_max: float = 2.5
+    # conditioning features
+    content_dim: int = 384
+    speaker_dim: int = 256
+    cond_dim: int = 192
+    # denoiser (non-causal WaveNet); receptive field = 1 + sum over layers of (kernel-1)*dilation
+    layers: int = 10
+    channels: int = 128
+    kernel_size: int = 3
+    dilation_cycle: int = 1  # dilation = 2 ** (i % dilation_cycle); 1 means all dilations are 1
+    lookahead_frames: int = 4  # right context of the whole denoiser, in mel frames
+    # EDM (Karras et al.) constants, as in CoMoSVC
+    sigma_data: float = 0.5
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    # vocoder the mels are meant for
+    vocoder: str = "hifigan-universal"
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ComoliveError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 16
+    segment_frames: int = 128
+    lr: float = 2e-4
+    lr_min: float = 2e-5
+    grad_clip: float = 1.0
+    parallel_prob: float = 0.8  # chance of pairing source features of voice A with target mel of voice B
+    checkpoint_every: int = 500
+    validate_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    threads: int = 2
+    # consistency distillation
+    distill_steps: int = 4000
+    distill_n: int = 25  # N in the Karras discretisation
+    ema_decay: float = 0.95
+    teacher_solver: str = "heun"
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "RunConfig":
+        if path is None:
+            return cls()
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ComoliveError(f"{p}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ComoliveError(f"{p}: not valid TOML ({e})") from None
+        unknown = set(raw) - {"model", "train"}
+        if unknown:
+            raise ComoliveError(f"{p}: unknown sections {sorted(unknown)} (expected [model] and [train])")
+        tnames = {f.name for f in dataclasses.fields(TrainConfig)}
+        bad = set(raw.get("train", {})) - tnames
+        if bad:
+            raise ComoliveError(f"{p}: unknown [train] keys: {', '.join(sorted(bad))}")
+        return cls(ModelConfig.from_dict(raw.get("model", {})), TrainConfig(**raw.get("train", {})))
+
+    def to_toml(self) -> str:
+        def fmt(v):
+            return json.dumps(v) if isinstance(v, str) else repr(v).lower() if isinstance(v, bool) else repr(v)
+
+        lines = ["[model]"] + [f"{k} = {fmt(v)}" for k, v in dataclasses.asdict(self.model).items()]
+        lines += ["", "[train]"] + [f"{k} = {fmt(v)}" for k, v in dataclasses.asdict(self.train).items()]
+        return "\n".join(lines) + "\n"

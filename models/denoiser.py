@@ -1,0 +1,120 @@
+"""The decoder network: a non-causal WaveNet denoiser conditioned on singing features.
+
+Conditioning follows CoMoSVC: content units, log(1 + f0/700), voiced flag, loudness, a speaker
+embedding and the key-shift value (aug_shift / 5, usable as a formant control) are linearly
+projected to `cond_dim` and summed. Receptive field and lookahead are explicit numbers: each
+layer pads (kernel-1)*dilation frames in total, of which a fixed share goes to the right, so
+the network needs exactly `lookahead` future frames — the figure streaming latency is built on.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from models.config import ModelConfig
+
+
+def layer_padding(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(left, right) padding of every residual layer; the rights add up to cfg.lookahead_frames."""
+    pads = []
+    remaining = cfg.lookahead_frames
+    for i in range(cfg.layers):
+        d = 2 ** (i % cfg.dilation_cycle)
+        total = (cfg.kernel_size - 1) * d
+        right = min(remaining, total // 2)
+        remaining -= right
+        pads.append((total - right, right))
+    if remaining:
+        raise ValueError(f"lookahead_frames={cfg.lookahead_frames} exceeds what {cfg.layers} layers can hold")
+    return pads
+
+
+def receptive_field(cfg: ModelConfig) -> tuple[int, int]:
+    """(left, right) context in frames that one output frame depends on (conditioning convs included)."""
+    pads = layer_padding(cfg)
+    return sum(p[0] for p in pads) + 1, sum(p[1] for p in pads) + 1  # +1 each side: the 3-tap cond conv
+
+
+class ConditionEncoder(nn.Module):
+    """Sum of linear projections of the per-frame features, then one 3-tap conv to smooth frame-rate steps."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.cond_dim
+        self.content = nn.Linear(cfg.content_dim, d)
+        self.pitch = nn.Linear(2, d)  # log(1+f0/700), voiced flag
+        self.loudness = nn.Linear(1, d)
+        self.speaker = nn.Linear(cfg.speaker_dim, d)
+        self.shift = nn.Linear(1, d)
+        self.smooth = nn.Conv1d(d, d, 3)
+
+    def forward(self, content, f0, loudness_db, speaker, shift):
+        """content [B,T,C], f0 [B,T] Hz (0 = unvoiced, already interpolated or not), loudness [B,T] dB,
+        speaker [B,S], shift [B] semitones -> [B, cond_dim, T] (edges replicate-padded)."""
+        voiced = (f0 > 0).float()
+        lf0 = torch.log1p(f0.clamp(min=0) / 700.0)
+        h = self.content(content)
+        h = h + self.pitch(torch.stack([lf0, voiced], -1))
+        h = h + self.loudness(((loudness_db + 40.0) / 20.0).unsqueeze(-1))
+        h = h + self.speaker(speaker).unsqueeze(1)
+        h = h + self.shift((shift / 5.0).view(-1, 1, 1).expand(-1, h.shape[1], 1))
+        h = F.pad(h.transpose(1, 2), (1, 1), mode="replicate")
+        return self.smooth(h)
+
+
+class ResidualLayer(nn.Module):
+    def __init__(self, channels: int, cond_dim: int, kernel: int, dilation: int, pad: tuple[int, int]):
+        super().__init__()
+        self.pad = pad
+        self.dilated = nn.Conv1d(channels, 2 * channels, kernel, dilation=dilation)
+        self.cond = nn.Conv1d(cond_dim, 2 * channels, 1)
+        self.sigma = nn.Linear(channels, channels)
+        self.out = nn.Conv1d(channels, 2 * channels, 1)
+
+    def forward(self, x, cond, sigma_emb):
+        y = x + self.sigma(sigma_emb).unsqueeze(-1)
+        y = self.dilated(F.pad(y, self.pad)) + self.cond(cond)
+        gate, filt = y.chunk(2, dim=1)
+        y = self.out(torch.sigmoid(gate) * torch.tanh(filt))
+        residual, skip = y.chunk(2, dim=1)
+        return (x + residual) / math.sqrt(2.0), skip
+
+
+class Denoiser(nn.Module):
+    """F_theta(x, c_noise, cond): the raw network inside the EDM / consistency preconditioning."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.cond_encoder = ConditionEncoder(cfg)
+        self.inp = nn.Conv1d(cfg.n_mels, c, 1)
+        self.sigma_mlp = nn.Sequential(nn.Linear(c, 4 * c), nn.SiLU(), nn.Linear(4 * c, c))
+        self.layers = nn.ModuleList(
+            ResidualLayer(c, cfg.cond_dim, cfg.kernel_size, 2 ** (i % cfg.dilation_cycle), pad)
+            for i, pad in enumerate(layer_padding(cfg))
+        )
+        self.skip_out = nn.Conv1d(c, c, 1)
+        self.final = nn.Conv1d(c, cfg.n_mels, 1)
+        nn.init.zeros_(self.final.weight)
+        nn.init.zeros_(self.final.bias)
+
+    def sigma_embedding(self, c_noise: torch.Tensor) -> torch.Tensor:
+        half = self.cfg.channels // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=c_noise.device) / half)
+        ang = c_noise.float().view(-1, 1) * 1000.0 * freqs.view(1, -1) / 4.0
+        return self.sigma_mlp(torch.cat([ang.sin(), ang.cos()], -1))
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x [B, n_mels, T], c_noise [B], cond [B, cond_dim, T] (from cond_encoder) -> [B, n_mels, T]."""
+        h = self.inp(x)
+        emb = self.sigma_embedding(c_noise)
+        skip = 0.0
+        for layer in self.layers:
+            h, s = layer(h, cond, emb)
+            skip = skip + s
+        h = F.relu(self.skip_out(skip / math.sqrt(len(self.layers))))
+        return self.final(h)
