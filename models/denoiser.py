@@ -51,10 +51,9 @@ class ConditionEncoder(nn.Module):
         self.shift = nn.Linear(1, d)
         self.smooth = nn.Conv1d(d, d, 3)
 
-    def forward(self, content, f0, loudness_db, speaker, shift):
-        """content [B,T,C], f0 [B,T] Hz (0 = unvoiced, already interpolated or not), loudness [B,T] dB,
-        speaker [B,S], shift [B] semitones -> [B, cond_dim, T] (edges replicate-padded)."""
-        voiced = (f0 > 0).float()
+    def forward(self, content, f0, voiced, loudness_db, speaker, shift):
+        """content [B,T,C], f0 [B,T] Hz with unvoiced frames interpolated, voiced [B,T] 0/1, loudness
+        [B,T] dB, speaker [B,S], shift [B] semitones -> [B, cond_dim, T] (edges replicate-padded)."""
         lf0 = torch.log1p(f0.clamp(min=0) / 700.0)
         h = self.content(content)
         h = h + self.pitch(torch.stack([lf0, voiced], -1))

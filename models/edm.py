@@ -52,7 +52,10 @@ class EDMDecoder(nn.Module):
         return c_skip * x + c_out * self.net(c_in * x, sigma.log() / 4.0, cond)
 
     def encode_condition(self, feats: dict) -> torch.Tensor:
-        return self.net.cond_encoder(feats["content"], feats["f0"], feats["loudness"], feats["speaker"], feats["shift"])
+        """feats: content [B,T,C], f0 [B,T] (interpolated), voiced [B,T], loudness [B,T] dB, speaker [B,S], shift [B]."""
+        return self.net.cond_encoder(
+            feats["content"], feats["f0"], feats["voiced"], feats["loudness"], feats["speaker"], feats["shift"]
+        )
 
     # --- training ---
     def loss(self, mel: torch.Tensor, feats: dict, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""All decoder inputs of a recording on the model's frame grid, computed the way training saw them.
+
+FeaturePipeline turns (wav, sample_rate) into content [T, C], f0 [T] (Hz, 0 = unvoiced, octave
+jumps repaired), loudness [T] (dB) with T = len(wav at the model rate) // hop. Preprocessing for
+training and offline conversion both call it, so the decoder never sees features made another way.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.content import make_content_extractor
+from engine.frames import align_frames
+from engine.loudness import Loudness
+from engine.pitch import fix_octave_jumps, make_pitch_extractor
+from models.audio_io import resample
+from models.config import ModelConfig
+from models.device import pick_device
+
+
+class FeaturePipeline:
+    def __init__(self, cfg: ModelConfig, pitch: str = "fcpe", content: str = "whisper",
+                 device: str | torch.device | None = None):
+        self.cfg = cfg
+        self.device = pick_device(device) if not isinstance(device, torch.device) else device
+        self.pitch = make_pitch_extractor(pitch, device=self.device)
+        self.content = make_content_extractor(content, device=self.device)
+        self.loudness = Loudness(cfg.sample_rate, cfg.hop_length, 1024)
+
+    def n_frames(self, n_samples_model_rate: int) -> int:
+        return n_samples_model_rate // self.cfg.hop_length
+
+    def extract(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+        """wav: mono float32 at any rate -> dict(content, f0, loudness, wav_model) on the model grid."""
+        cfg = self.cfg
+        wav_m = resample(wav, sr, cfg.sample_rate)
+        t = self.n_frames(len(wav_m))
+        f0 = self.pitch.extract(resample(wav, sr, self.pitch.sample_rate))
+        f0 = align_frames(f0, self.pitch.frame_rate, cfg.frame_rate, t, mode="nearest")
+        f0 = fix_octave_jumps(f0).astype(np.float32)
+        units = self.content.extract(resample(wav, sr, self.content.sample_rate))
+        units = align_frames(units, self.content.frame_rate, cfg.frame_rate, t, mode="nearest")
+        loud = self.loudness(wav_m)[:t]
+        return {"content": units.astype(np.float32), "f0": f0, "loudness": loud.astype(np.float32),
+                "wav_model": wav_m}

@@ -1,0 +1,159 @@
+"""Dataset folder -> feature cache for training (`main.py preprocess`).
+
+Accepts the layout users know from so-vits-svc/RVC (DATASET/<singer>/*.wav, any format and
+rate, mono or stereo) and the synthetic corpus layout (CORPUS/{train,heldout}/<voice>/*.wav with
+ground-truth JSON beside each file, parallel across voices). Every file is resampled, downmixed,
+level-normalised and (user data only: corpus files must stay sample-aligned) sliced on silence;
+nothing is skipped silently — each rejected file is reported with its reason.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.feature_pipeline import FeaturePipeline
+from engine.loudness_norm import active_level_db, normalize_level, slice_on_silence
+from engine.speaker import SpeakerEncoder
+from models.audio_io import load_audio
+from models.config import ModelConfig
+from models.errors import ComoliveError
+from models.mel import MelAnalyzer
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3", ".opus"}
+MIN_SECONDS = 1.0
+
+
+@dataclass
+class PreprocessReport:
+    out_dir: Path
+    written: int = 0
+    seconds: float = 0.0
+    voices: dict[str, int] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.written} utterances ({self.seconds / 60:.1f} min) from {len(self.voices)} "
+                 f"singer(s) to {self.out_dir}"]
+        lines += [f"  {v}: {n} utterances" for v, n in sorted(self.voices.items())]
+        if self.rejected:
+            lines.append(f"rejected {len(self.rejected)} file(s):")
+            lines += [f"  {p}: {why}" for p, why in self.rejected]
+        return "\n".join(lines)
+
+
+@dataclass
+class Source:
+    path: Path
+    voice: str
+    split: str
+    group: str
+    transpose: float
+    slice: bool
+
+
+def discover(dataset: Path, heldout: float, seed: int = 0) -> list[Source]:
+    """List the audio files of a dataset folder with their singer, split and parallel group."""
+    if not dataset.is_dir():
+        raise ComoliveError(f"{dataset}: dataset folder not found")
+    sources: list[Source] = []
+    if (dataset / "corpus.json").exists():
+        for split in ("train", "heldout"):
+            for wav in sorted((dataset / split).glob("*/*.wav")):
+                meta_path = wav.with_suffix(".json")
+                meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+                group = str(meta.get("melody_id", wav.stem))
+                sources.append(Source(wav, wav.parent.name, split, group, float(meta.get("transpose", 0.0)), False))
+        return sources
+    singers = sorted(d for d in dataset.iterdir() if d.is_dir())
+    if not singers:
+        raise ComoliveError(f"{dataset}: expected one sub-folder of recordings per singer (DATASET/<singer>/*.wav)")
+    rng = random.Random(seed)
+    for d in singers:
+        files = sorted(p for p in d.rglob("*") if p.is_file())
+        n_held = int(round(len(files) * heldout)) if len(files) > 2 else 0
+        held = set(rng.sample(range(len(files)), n_held))
+        for i, p in enumerate(files):
+            sources.append(Source(p, d.name, "heldout" if i in held else "train", f"{d.name}/{p.stem}", 0.0, True))
+    return sources
+
+
+def check_audio(wav: np.ndarray, sr: int) -> str | None:
+    """Why a file is unusable for training, or None."""
+    if len(wav) / sr < MIN_SECONDS:
+        return f"too short ({len(wav) / sr:.2f} s < {MIN_SECONDS} s)"
+    if active_level_db(wav, sr) < -60.0:
+        return "silent (active level below -60 dBFS)"
+    clipped = np.mean(np.abs(wav) > 0.999)
+    if clipped > 0.01:
+        return f"heavily clipped ({clipped:.1%} of samples at full scale)"
+    return None
+
+
+def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "fcpe", device=None,
+                       heldout: float = 0.1, cfg: ModelConfig | None = None, progress: bool = True) -> PreprocessReport:
+    dataset, out = Path(dataset), Path(out_dir)
+    cfg = cfg or ModelConfig()
+    sources = discover(dataset, heldout)
+    out.mkdir(parents=True, exist_ok=True)
+    report = PreprocessReport(out)
+    torch.set_num_threads(2)
+    pipe = FeaturePipeline(cfg, pitch=pitch, device=device)
+    mel_fn = MelAnalyzer()
+    spk = SpeakerEncoder(device=pipe.device)
+    index: list[dict] = []
+    spk_sum: dict[str, list[np.ndarray]] = {}
+    for src in tqdm(sources, desc="preprocess", disable=not progress, dynamic_ncols=True):
+        rel = src.path.relative_to(dataset)
+        if src.path.suffix.lower() not in AUDIO_EXTENSIONS:
+            report.rejected.append((str(rel), f"not an audio file extension ({src.path.suffix or 'none'})"))
+            continue
+        try:
+            wav, sr = load_audio(src.path)
+        except ComoliveError as e:
+            report.rejected.append((str(rel), str(e).split(": ", 1)[-1]))
+            continue
+        why = check_audio(wav, sr)
+        if why:
+            report.rejected.append((str(rel), why))
+            continue
+        wav, _ = normalize_level(wav, sr)
+        pieces = slice_on_silence(wav, sr) if src.slice else [(0, len(wav))]
+        if not pieces:
+            report.rejected.append((str(rel), "no segment louder than the silence threshold"))
+            continue
+        for k, (a, b) in enumerate(pieces):
+            seg = wav[a:b]
+            if len(seg) / sr < MIN_SECONDS:
+                continue
+            feats = pipe.extract(seg, sr)
+            t = len(feats["f0"])
+            mel = mel_fn(torch.from_numpy(feats["wav_model"])[None])[0, :, :t].numpy()
+            emb = spk.embed(seg, sr)
+            name = f"{src.split}/{src.voice}/{src.path.stem}" + (f"_{k:03d}" if len(pieces) > 1 else "")
+            path = out / f"{name}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, mel=mel.astype(np.float32), content=feats["content"].astype(np.float16),
+                     f0=feats["f0"], loudness=feats["loudness"], spk=emb.astype(np.float32))
+            index.append({"path": f"{name}.npz", "voice": src.voice, "split": src.split, "group": src.group
+                          + (f"#{k}" if len(pieces) > 1 else ""), "transpose": src.transpose, "frames": t,
+                          "source": str(rel)})
+            spk_sum.setdefault(src.voice, []).append(emb)
+            report.written += 1
+            report.seconds += len(seg) / sr
+            report.voices[src.voice] = report.voices.get(src.voice, 0) + 1
+    if not index:
+        raise ComoliveError(f"{dataset}: no usable audio found ({len(report.rejected)} file(s) rejected)\n"
+                            + "\n".join(f"  {p}: {w}" for p, w in report.rejected))
+    voices = {}
+    for v, embs in spk_sum.items():
+        m = np.mean(embs, axis=0)
+        voices[v] = (m / (np.linalg.norm(m) + 1e-9)).tolist()
+    (out / "index.json").write_text(json.dumps({"config": cfg.to_dict(), "pitch": pitch, "voices": voices,
+                                                "utterances": index, "rejected": report.rejected}, indent=1))
+    return report

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""comolive: real-time singing voice conversion. One CLI for every job; `python main.py -h` lists them.
+
+Each command is a thin handler: argument parsing here, the work in engine/, models/, realtime/ or
+gui/. A ComoliveError (bad input, missing model, unwritable path...) is printed as one line and
+exits with status 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+KEY_RANGE = 24  # semitones either way
+
+
+def _key(value: str) -> float:
+    try:
+        k = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"key must be a number of semitones, got '{value}'") from None
+    if not -KEY_RANGE <= k <= KEY_RANGE:
+        raise argparse.ArgumentTypeError(f"key {k:g} is out of range (-{KEY_RANGE}..{KEY_RANGE} semitones)")
+    return k
+
+
+def _steps(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be a whole number, got '{value}'") from None
+    if not 1 <= n <= 200:
+        raise argparse.ArgumentTypeError(f"steps must be between 1 and 200, got {n}")
+    return n
+
+
+# ---------------------------------------------------------------------------------------- handlers
+def cmd_convert(a: argparse.Namespace) -> None:
+    from engine.converter import Converter
+    from models.audio_io import load_audio, save_audio
+
+    out = Path(a.output)
+    if out.exists() and not a.force:
+        raise _error(f"{out}: already exists (use --force to overwrite)")
+    wav, sr = load_audio(a.input)
+    conv = Converter(model=a.model, device=a.device, pitch=a.pitch)
+    result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler)
+    save_audio(out, result.audio, result.sample_rate, force=True)
+    print(result.summary(a.input, out))
+
+
+def cmd_voices(a: argparse.Namespace) -> None:
+    from models.voice_model import VoiceModel
+
+    vm = VoiceModel.load(a.model)
+    default = vm.meta.get("default_voice")
+    print(f"model: {a.model or 'embedded default'}  ({'student 1-step' if vm.student else 'teacher only'})")
+    for name in sorted(vm.voices):
+        print(f"  {name}{'  (default)' if name == default else ''}")
+
+
+def cmd_corpus(a: argparse.Namespace) -> None:
+    from models.corpus import build
+
+    build.run(a)
+
+
+def cmd_preprocess(a: argparse.Namespace) -> None:
+    from engine.preprocess import preprocess_dataset
+
+    report = preprocess_dataset(a.dataset, a.out, pitch=a.pitch, device=a.device, heldout=a.heldout,
+                                progress=not a.quiet)
+    print(report.summary())
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from models.config import RunConfig
+    from models.train import TrainingRun
+
+    cfg = RunConfig.load(a.config)
+    if a.steps:
+        cfg.train.steps = a.steps
+    path = TrainingRun(a.features, a.run, cfg, resume=a.resume).run()
+    print(f"teacher written to {path}.safetensors")
+
+
+def cmd_distill(a: argparse.Namespace) -> None:
+    from models.config import RunConfig
+    from models.train import DistillationRun
+
+    cfg = RunConfig.load(a.config)
+    if a.steps:
+        cfg.train.distill_steps = a.steps
+    path = DistillationRun(a.features, a.run, cfg, teacher=a.teacher, resume=a.resume).run()
+    print(f"one-step student written to {path}.safetensors")
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    from models.voice_model import VoiceModel
+
+    vm = VoiceModel.load(a.model)
+    if a.default_voice:
+        vm.speaker(a.default_voice)
+        vm.meta["default_voice"] = a.default_voice
+    if a.student_only:
+        vm.teacher = None
+    out = vm.save(a.out, half=a.half)
+    size = sum(p.stat().st_size for p in out.parent.glob(out.name + ".*"))
+    print(f"exported {a.model} -> {out}.safetensors ({size / 1e6:.1f} MB)")
+
+
+def cmd_bench(a: argparse.Namespace) -> None:
+    from engine.bench import run_bench
+
+    run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds)
+
+
+def _error(msg: str):
+    from models.errors import ComoliveError
+
+    return ComoliveError(msg)
+
+
+# ------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", description="comolive: real-time singing voice conversion")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def model_args(sp, device=True):
+        sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
+        if device:
+            sp.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+
+    c = sub.add_parser("convert", help="convert a sung (or spoken) audio file to a target voice")
+    c.add_argument("input", help="input audio file (wav/flac/ogg..., any rate, mono or stereo)")
+    c.add_argument("output", help="output wav file")
+    c.add_argument("--voice", default=None, help="target voice name (see `voices`)")
+    c.add_argument("--key", type=_key, default=0.0, help="key shift in semitones (-24..24)")
+    c.add_argument("--steps", type=_steps, default=1, help="decoder steps: 1 = one-step student (default)")
+    c.add_argument("--sampler", choices=("student", "teacher"), default="student",
+                   help="student (consistency, 1..k steps) or teacher (EDM, Heun)")
+    c.add_argument("--pitch", default="fcpe", choices=("fcpe", "dio", "harvest"), help="pitch extractor")
+    c.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    model_args(c)
+    c.set_defaults(func=cmd_convert)
+
+    v = sub.add_parser("voices", help="list the voices of a model")
+    model_args(v, device=False)
+    v.set_defaults(func=cmd_voices)
+
+    co = sub.add_parser("corpus", help="build the synthetic singing corpus (MBROLA voices, music21 melodies)")
+    from models.corpus import build as corpus_build
+    corpus_build.add_arguments(co)
+    co.set_defaults(func=cmd_corpus)
+
+    pp = sub.add_parser("preprocess", help="dataset folder (one sub-folder of wavs per singer) -> cached features")
+    pp.add_argument("dataset", help="dataset folder: DATASET/<singer>/*.wav, or a corpus built by `corpus`")
+    pp.add_argument("out", help="feature cache folder")
+    pp.add_argument("--pitch", default="fcpe", choices=("fcpe", "dio", "harvest"))
+    pp.add_argument("--heldout", type=float, default=0.1,
+                    help="fraction of a singer's files kept for validation (corpus folders keep their own split)")
+    pp.add_argument("--device", default=None)
+    pp.add_argument("--quiet", action="store_true")
+    pp.set_defaults(func=cmd_preprocess)
+
+    for name, helptext, fn in (("train", "train the EDM teacher decoder", cmd_train),
+                               ("distill", "distil a teacher into the one-step consistency student", cmd_distill)):
+        t = sub.add_parser(name, help=helptext)
+        t.add_argument("features", help="feature cache folder from `preprocess`")
+        t.add_argument("run", help="run folder (checkpoints, log.csv, validation audio)")
+        t.add_argument("--config", default=None, help="TOML config ([model] and [train] sections)")
+        t.add_argument("--steps", type=int, default=None, help="override the number of steps")
+        t.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
+        if name == "distill":
+            t.add_argument("--teacher", required=True, help="teacher model stem (RUN/teacher_model)")
+        t.set_defaults(func=fn)
+
+    e = sub.add_parser("export", help="pack a trained model for shipping (optionally float16, student only)")
+    e.add_argument("model", help="model stem, e.g. runs/student/student_model")
+    e.add_argument("out", help="output stem, e.g. models/pretrained/default")
+    e.add_argument("--half", action="store_true", help="store weights as float16")
+    e.add_argument("--student-only", action="store_true")
+    e.add_argument("--default-voice", default=None)
+    e.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("bench", help="speed benchmarks (tables on stdout, JSON with --json)")
+    b.add_argument("what", nargs="?", default="model", choices=("model", "features", "all"))
+    b.add_argument("--json", default=None, help="write the results as JSON to this file")
+    b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
+    model_args(b, device=False)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from models.errors import ComoliveError
+
+    try:
+        args.func(args)
+    except ComoliveError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Training loops: the EDM teacher (`main.py train`) and consistency distillation (`main.py distill`).
+
+Both loops share one skeleton: a run folder with the resolved config (config.toml), a CSV log
+(log.csv: step, loss, lr, steps/s), atomic safetensors checkpoints (last.* and step_N.*) that
+hold weights, optimizer moments and the step counter, `--resume` from last.*, held-out
+validation loss and validation audio (val/step_N.wav) every `validate_every` steps.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from models.config import RunConfig
+from models.consistency import ConsistencyDistiller
+from models.dataset import FeatureDataset, collate
+from models.edm import EDMDecoder, mel_to_unit
+from models.errors import ComoliveError
+from models.voice_model import VoiceModel
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class TrainingRun:
+    """Shared loop skeleton; subclasses supply the module being trained and its loss."""
+
+    kind = "teacher"
+
+    def __init__(self, feats_dir: str | Path, run_dir: str | Path, cfg: RunConfig, resume: bool = False,
+                 progress: bool = True):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        tc = cfg.train
+        torch.set_num_threads(max(1, tc.threads))
+        torch.manual_seed(tc.seed)
+        self.rng = random.Random(tc.seed)
+        self.data = FeatureDataset(feats_dir, "train", tc.parallel_prob)
+        try:
+            self.val = FeatureDataset(feats_dir, "heldout", tc.parallel_prob)
+        except ComoliveError:
+            self.val = None
+        self.step = 0
+        last = self.run_dir / "last"
+        if (self.run_dir / "last.json").exists() and not resume:
+            raise ComoliveError(f"{self.run_dir}: already holds a run (use --resume to continue it, or another folder)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.build()
+        self.opt = torch.optim.AdamW(self.trainable().parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        if resume:
+            if not (self.run_dir / "last.json").exists():
+                raise ComoliveError(f"{self.run_dir}: nothing to resume (no last checkpoint)")
+            tensors, meta = load_checkpoint(last)
+            self.restore(tensors)
+            _load_optimizer(self.opt, tensors)
+            self.step = int(meta["step"])
+            self.rng.seed(tc.seed + self.step)
+        (self.run_dir / "config.toml").write_text(cfg.to_toml())
+
+    # --- hooks ---
+    def build(self) -> None:
+        self.model = EDMDecoder(self.cfg.model)
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        load_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, self.run_dir)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"model." + k: v for k, v in self.model.state_dict().items()}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.loss(batch["mel"], batch, batch["mask"])
+
+    def after_step(self) -> None:
+        pass
+
+    def total_steps(self) -> int:
+        return self.cfg.train.steps
+
+    def voice_model(self) -> VoiceModel:
+        return VoiceModel(self.cfg.model, self.data.voices, teacher=self.model, meta=self.provenance())
+
+    def sample_steps(self) -> int:
+        return 10
+
+    # --- loop ---
+    def provenance(self) -> dict:
+        return {"trained_steps": self.step, "kind": self.kind, "voices_trained": self.data.voice_names}
+
+    def lr_at(self, step: int) -> float:
+        tc = self.cfg.train
+        warm = 200
+        if step < warm:
+            return tc.lr * (step + 1) / warm
+        p = min(1.0, (step - warm) / max(1, self.total_steps() - warm))
+        return tc.lr_min + 0.5 * (tc.lr - tc.lr_min) * (1 + math.cos(math.pi * p))
+
+    def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        batch["mel"] = mel_to_unit(batch["mel"], self.cfg.model)
+        return batch
+
+    def save(self) -> None:
+        meta = {"step": self.step, "kind": self.kind, "config": self.cfg.model.to_dict()}
+        tensors = {**self.weights(), **_optimizer_tensors(self.opt)}
+        save_checkpoint(self.run_dir / "last", tensors, meta)
+        self.voice_model().save(self.run_dir / f"{self.kind}_model")
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if self.val is None:
+            return None
+        rng = random.Random(1234)
+        state = torch.get_rng_state()
+        torch.manual_seed(1234)
+        self.trainable().eval()
+        losses = [self.loss(self.prepare(self.val.batch(rng, 8, self.cfg.train.segment_frames))).item() for _ in range(4)]
+        self.trainable().train()
+        torch.set_rng_state(state)
+        self.write_validation_audio()
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def write_validation_audio(self) -> None:
+        """Convert one held-out parallel pair (first utterance, its first peer) and write the wav."""
+        from models.audio_io import save_audio
+        from models.hifigan import load_universal_hifigan
+
+        src, tgt = self.val.pair(random.Random(0), target=0)
+        batch = collate([self.val.item(src, tgt, 0, min(src.frames, tgt.frames, 600))])
+        vm = self.voice_model()
+        sampler = "student" if self.kind == "student" else "teacher"
+        mel = vm.decode(batch, steps=self.sample_steps(), sampler=sampler)
+        if not hasattr(self, "_vocoder"):
+            self._vocoder = load_universal_hifigan("cpu")
+        wav = self._vocoder(mel).squeeze().numpy()
+        (self.run_dir / "val").mkdir(exist_ok=True)
+        save_audio(self.run_dir / "val" / f"{self.kind}_step{self.step:06d}.wav", wav, self.cfg.model.sample_rate)
+
+    def run(self, max_steps: int | None = None) -> Path:
+        tc = self.cfg.train
+        total = self.total_steps() if max_steps is None else min(self.total_steps(), max_steps)
+        log_path = self.run_dir / "log.csv"
+        new_log = not log_path.exists()
+        log = open(log_path, "a", newline="")
+        writer = csv.writer(log)
+        if new_log:
+            writer.writerow(["step", "kind", "loss", "val_loss", "lr", "steps_per_s", "time"])
+        bar = tqdm(total=total, initial=self.step, desc=f"{self.kind}", disable=not self.progress, dynamic_ncols=True)
+        t0, window, ema = time.time(), [], None
+        self.trainable().train()
+        try:
+            while self.step < total:
+                lr = self.lr_at(self.step)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                batch = self.prepare(self.data.batch(self.rng, tc.batch_size, tc.segment_frames))
+                loss = self.loss(batch)
+                if not torch.isfinite(loss):
+                    raise ComoliveError(f"training diverged at step {self.step} (loss {loss.item()}); lower the lr")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.trainable().parameters(), tc.grad_clip)
+                self.opt.step()
+                self.after_step()
+                self.step += 1
+                ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+                window.append(time.time())
+                window = window[-50:]
+                sps = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.4f}", sps=f"{sps:.1f}")
+                val = None
+                if self.step % tc.validate_every == 0 or self.step == total:
+                    val = self.validate()
+                    if val is not None:
+                        bar.write(f"step {self.step}: held-out loss {val:.4f}")
+                if self.step % tc.log_every == 0 or val is not None:
+                    writer.writerow([self.step, self.kind, f"{ema:.5f}", "" if val is None else f"{val:.5f}",
+                                     f"{lr:.2e}", f"{sps:.2f}", f"{time.time() - t0:.1f}"])
+                    log.flush()
+                if self.step % tc.checkpoint_every == 0 or self.step == total:
+                    self.save()
+        finally:
+            bar.close()
+            log.close()
+        self.save()
+        return self.run_dir / f"{self.kind}_model"
+
+
+class DistillationRun(TrainingRun):
+    """Consistency distillation of a trained teacher into a one-step student."""
+
+    kind = "student"
+
+    def __init__(self, feats_dir, run_dir, cfg: RunConfig, teacher: str | Path, resume: bool = False,
+                 progress: bool = True):
+        vm = VoiceModel.load(teacher)
+        if vm.teacher is None:
+            raise ComoliveError(f"{teacher}: holds no teacher decoder to distil")
+        self.teacher = vm.teacher
+        cfg.model = vm.cfg
+        super().__init__(feats_dir, run_dir, cfg, resume, progress)
+
+    def build(self) -> None:
+        tc = self.cfg.train
+        self.distiller = ConsistencyDistiller(self.teacher, tc.distill_n, tc.ema_decay, tc.teacher_solver)
+        self.model = self.distiller.student
+
+    def restore(self, tensors):
+        super().restore(tensors)
+        load_into(self.distiller.target, {k[7:]: v for k, v in tensors.items() if k.startswith("target.")}, self.run_dir)
+
+    def weights(self):
+        return {**super().weights(), **{"target." + k: v for k, v in self.distiller.target.state_dict().items()}}
+
+    def loss(self, batch):
+        return self.distiller.loss(batch["mel"], batch, batch["mask"])
+
+    def after_step(self) -> None:
+        self.distiller.update_target()
+
+    def total_steps(self) -> int:
+        return self.cfg.train.distill_steps
+
+    def sample_steps(self) -> int:
+        return 1
+
+    def voice_model(self) -> VoiceModel:
+        return VoiceModel(self.cfg.model, self.data.voices, student=self.distiller.target, teacher=self.teacher,
+                          meta=self.provenance())

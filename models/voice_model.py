@@ -1,0 +1,111 @@
+"""A voice model as users see it: decoder weights + hyper-parameters + the named voices it can sing in.
+
+Saved as one checkpoint (models/checkpoint.py): `student.*` (one-step consistency decoder) and/or
+`teacher.*` (EDM decoder) tensors, `voice.<name>` d-vectors, and a JSON with the ModelConfig and
+provenance. Weights may be stored in float16 to keep the embedded default small; they are used in
+float32.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from models.config import ModelConfig
+from models.consistency import ConsistencyDecoder
+from models.edm import EDMDecoder, unit_to_mel
+from models.errors import ComoliveError, ModelFileError
+from models.noise import frame_noise
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+DEFAULT_MODEL = PRETRAINED_DIR / "default"
+
+
+class VoiceModel:
+    def __init__(self, cfg: ModelConfig, voices: dict[str, np.ndarray], student: ConsistencyDecoder | None = None,
+                 teacher: EDMDecoder | None = None, meta: dict | None = None):
+        if student is None and teacher is None:
+            raise ValueError("a voice model needs a student or a teacher decoder")
+        self.cfg = cfg
+        self.voices = voices
+        self.student = student
+        self.teacher = teacher
+        self.meta = meta or {}
+        self.device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, stem: str | Path, half: bool = False, extra_meta: dict | None = None) -> Path:
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, dec in (("student.", self.student), ("teacher.", self.teacher)):
+            if dec is not None:
+                for k, v in dec.state_dict().items():
+                    tensors[prefix + k] = v.half() if half and v.is_floating_point() else v
+        for name, vec in self.voices.items():
+            tensors["voice." + name] = torch.from_numpy(np.asarray(vec, np.float32))
+        meta = {"format": "comolive-voice-model", "version": 1, "config": self.cfg.to_dict(),
+                "voices": sorted(self.voices), **self.meta, **(extra_meta or {})}
+        return save_checkpoint(stem, tensors, meta)
+
+    @classmethod
+    def load(cls, stem: str | Path | None = None, device: str | torch.device = "cpu") -> "VoiceModel":
+        stem = Path(stem) if stem is not None else DEFAULT_MODEL
+        tensors, meta = load_checkpoint(stem)
+        if meta.get("format") != "comolive-voice-model":
+            raise ModelFileError(f"{stem}: not a comolive voice model")
+        try:
+            cfg = ModelConfig.from_dict(meta["config"])
+        except (KeyError, TypeError, ComoliveError) as e:
+            raise ModelFileError(f"{stem}: unreadable model configuration ({e})") from None
+        decoders = {}
+        for prefix, klass in (("student.", ConsistencyDecoder), ("teacher.", EDMDecoder)):
+            sd = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+            if sd:
+                dec = klass(cfg)
+                load_into(dec, sd, stem)
+                decoders[prefix[:-1]] = dec.eval().requires_grad_(False)
+        if not decoders:
+            raise ModelFileError(f"{stem}: holds no decoder weights")
+        voices = {k[len("voice."):]: v.float().numpy() for k, v in tensors.items() if k.startswith("voice.")}
+        model = cls(cfg, voices, decoders.get("student"), decoders.get("teacher"), meta)
+        return model.to(device)
+
+    def to(self, device: str | torch.device) -> "VoiceModel":
+        self.device = torch.device(device)
+        for dec in (self.student, self.teacher):
+            if dec is not None:
+                dec.to(self.device)
+        return self
+
+    # ------------------------------------------------------------- inference
+    def speaker(self, voice: str | None) -> np.ndarray:
+        if voice is None:
+            voice = self.meta.get("default_voice") or sorted(self.voices)[0]
+        if voice not in self.voices:
+            raise ComoliveError(f"unknown voice '{voice}' (available: {', '.join(sorted(self.voices))})")
+        return self.voices[voice]
+
+    def decoder(self, sampler: str) -> EDMDecoder:
+        dec = self.student if sampler == "student" else self.teacher
+        if dec is None:
+            raise ComoliveError(f"this model has no {sampler} decoder")
+        return dec
+
+    @torch.no_grad()
+    def decode(self, feats: dict[str, torch.Tensor], steps: int = 1, sampler: str = "student", seed: int = 0,
+               frame_offset: int = 0, solver: str = "heun") -> torch.Tensor:
+        """Batch of features (as models.dataset.collate makes) -> log-mel [B, M, T].
+
+        Noise is drawn for absolute frames frame_offset.. so pieces of a file decode like the whole."""
+        dec = self.decoder(sampler)
+        feats = {k: v.to(self.device) for k, v in feats.items()}
+        cond = dec.encode_condition(feats)
+        b, t = cond.shape[0], cond.shape[2]
+
+        def noise(step: int) -> torch.Tensor:
+            z = torch.from_numpy(frame_noise(seed, step, frame_offset, t, self.cfg.n_mels))
+            return z.unsqueeze(0).expand(b, -1, -1).to(self.device)
+
+        x = dec.sample(cond, noise, steps=steps, solver=solver)
+        return unit_to_mel(x, self.cfg)
