@@ -115,7 +115,7 @@ class TrainingRun:
 
     def lr_at(self, step: int) -> float:
         tc = self.cfg.train
-        warm = 200
+        warm = min(200, self.total_steps() // 10)
         if step < warm:
             return tc.lr * (step + 1) / warm
         p = min(1.0, (step - warm) / max(1, self.total_steps() - warm))
@@ -142,7 +142,8 @@ class TrainingRun:
         losses = [self.loss(self.prepare(self.val.batch(rng, 8, self.cfg.train.segment_frames))).item() for _ in range(4)]
         self.trainable().train()
         torch.set_rng_state(state)
-        self.write_validation_audio()
+        if self.cfg.model.vocoder == "hifigan-universal" and self.cfg.model.n_mels == 80:
+            self.write_validation_audio()
         return float(np.mean(losses))
 
     @torch.no_grad()
