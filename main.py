@@ -116,6 +116,25 @@ def cmd_bench(a: argparse.Namespace) -> None:
     run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds)
 
 
+def cmd_eval(a: argparse.Namespace) -> None:
+    import json
+
+    from engine.evaluate import evaluate_parallel, print_summary
+
+    systems = []
+    for item in a.systems.split(","):
+        sampler, _, steps = item.partition(":")
+        if sampler not in ("student", "teacher") or not steps.isdigit():
+            raise _error(f"--systems: '{item}' is not SAMPLER:STEPS (e.g. student:1,teacher:50)")
+        systems.append((sampler, int(steps)))
+    result = evaluate_parallel(a.corpus, model=a.model, systems=systems, max_pairs=a.pairs, device=a.device)
+    print(f"held-out parallel split of {a.corpus}: {result['pairs']} conversions (voice A -> voice B)")
+    print_summary(result["summary"])
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {a.json}")
+
+
 def _error(msg: str):
     from models.errors import ComoliveError
 
@@ -183,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--student-only", action="store_true")
     e.add_argument("--default-voice", default=None)
     e.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser("eval", help="objective quality on the corpus's held-out parallel split")
+    ev.add_argument("corpus", help="corpus folder built by `corpus`")
+    ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
+    ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions")
+    ev.add_argument("--json", default=None)
+    model_args(ev)
+    ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="speed benchmarks (tables on stdout, JSON with --json)")
     b.add_argument("what", nargs="?", default="model", choices=("model", "features", "all"))

@@ -86,8 +86,11 @@ class VoiceModel:
             raise ComoliveError(f"unknown voice '{voice}' (available: {', '.join(sorted(self.voices))})")
         return self.voices[voice]
 
+    def decoder_or_none(self, sampler: str) -> EDMDecoder | None:
+        return self.student if sampler == "student" else self.teacher
+
     def decoder(self, sampler: str) -> EDMDecoder:
-        dec = self.student if sampler == "student" else self.teacher
+        dec = self.decoder_or_none(sampler)
         if dec is None:
             raise ComoliveError(f"this model has no {sampler} decoder")
         return dec
