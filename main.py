@@ -38,11 +38,9 @@ def _steps(value: str) -> int:
 # ---------------------------------------------------------------------------------------- handlers
 def cmd_convert(a: argparse.Namespace) -> None:
     from engine.converter import Converter
-    from models.audio_io import load_audio, save_audio
+    from models.audio_io import check_writable, load_audio, save_audio
 
-    out = Path(a.output)
-    if out.exists() and not a.force:
-        raise _error(f"{out}: already exists (use --force to overwrite)")
+    out = check_writable(a.output, a.force)
     wav, sr = load_audio(a.input)
     conv = Converter(model=a.model, device=a.device, pitch=a.pitch)
     result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler)

@@ -52,17 +52,23 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
     return np.ascontiguousarray(wav, dtype=np.float32), int(file_sr)
 
 
-def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, force: bool = True) -> Path:
-    """Write float audio as 16-bit PCM wav (clipped to [-1, 1]). Refuses to overwrite unless forced."""
+def check_writable(path: str | os.PathLike, force: bool) -> Path:
+    """Fail early (before any compute) when `path` cannot or must not be written."""
     p = Path(path)
-    if p.exists() and not force:
-        raise ComoliveError(f"{p}: already exists (use --force to overwrite)")
     if p.is_dir():
         raise ComoliveError(f"{p}: is a folder, cannot write audio there")
+    if p.exists() and not force:
+        raise ComoliveError(f"{p}: already exists (use --force to overwrite)")
     if not p.parent.exists():
         raise ComoliveError(f"{p.parent}: output folder does not exist")
-    if not os.access(p.parent, os.W_OK):
-        raise ComoliveError(f"{p}: output folder is not writable")
+    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ComoliveError(f"{p}: not writable")
+    return p
+
+
+def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, force: bool = True) -> Path:
+    """Write float audio as 16-bit PCM wav (clipped to [-1, 1]). Refuses to overwrite unless forced."""
+    p = check_writable(path, force)
     wav = np.clip(np.nan_to_num(np.asarray(wav, dtype=np.float32)), -1.0, 1.0)
     tmp = p.with_name(p.name + ".partial")
     try:
