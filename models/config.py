@@ -32,7 +32,7 @@ class ModelConfig:
     channels: int = 128
     kernel_size: int = 3
     dilation_cycle: int = 1  # dilation = 2 ** (i % dilation_cycle); 1 means all dilations are 1
-    lookahead_frames: int = 4  # right context of the whole denoiser, in mel frames
+    lookahead_frames: int = 2  # right context of the whole denoiser, in mel frames
     # EDM (Karras et al.) constants, as in CoMoSVC
     sigma_data: float = 0.5
     sigma_min: float = 0.002
