@@ -43,7 +43,7 @@ def heldout_pairs(corpus: Path, voices: list[str], max_pairs: int) -> list[tuple
     by_melody: dict[str, dict[str, Rendition]] = {}
     for wav in sorted((corpus / "heldout").glob("*/*.wav")):
         meta = json.loads(wav.with_suffix(".json").read_text())
-        r = Rendition(wav, wav.parent.name, str(meta["melody_id"]), float(meta.get("transpose", 0.0)))
+        r = Rendition(wav, wav.parent.name, str(meta["melody_id"]), float(meta.get("transposition", 0.0)))
         by_melody.setdefault(r.melody, {})[r.voice] = r
     if not by_melody:
         raise ComoliveError(f"{corpus}: no held-out renditions (expected {corpus}/heldout/<voice>/*.wav)")

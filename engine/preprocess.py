@@ -68,7 +68,7 @@ def discover(dataset: Path, heldout: float, seed: int = 0) -> list[Source]:
                 meta_path = wav.with_suffix(".json")
                 meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
                 group = str(meta.get("melody_id", wav.stem))
-                sources.append(Source(wav, wav.parent.name, split, group, float(meta.get("transpose", 0.0)), False))
+                sources.append(Source(wav, wav.parent.name, split, group, float(meta.get("transposition", 0.0)), False))
         return sources
     singers = sorted(d for d in dataset.iterdir() if d.is_dir())
     if not singers:
