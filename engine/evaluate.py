@@ -38,6 +38,13 @@ class Rendition:
         return self.wav_path.with_suffix(".f0.npy")
 
 
+def ground_truth_on_model_grid(f0: np.ndarray, n: int) -> np.ndarray:
+    """The corpus stores f0 at frame starts (sample i*hop); our frames are centred at i*hop + hop/2."""
+    a, b = f0[:n], f0[1 : n + 1] if len(f0) > n else np.append(f0[1:n], 0.0)
+    mid = np.where((a > 0) & (b > 0), np.sqrt(a * np.maximum(b, 1e-9)), 0.0)
+    return np.pad(mid, (0, max(0, n - len(mid))))[:n]
+
+
 def heldout_pairs(corpus: Path, voices: list[str], max_pairs: int) -> list[tuple[Rendition, Rendition]]:
     """Deterministic (source, target) pairs: every held-out melody, target voices rotated over melodies."""
     by_melody: dict[str, dict[str, Rendition]] = {}
@@ -82,7 +89,7 @@ def evaluate_parallel(corpus: str | Path, model: str | Path | None = None, syste
 
     def measure(system: str, out: np.ndarray, src: Rendition, tgt: Rendition, ref: np.ndarray, src_wav: np.ndarray,
                 seconds: float | None) -> dict:
-        f0_true = np.load(tgt.f0_path)
+        f0_true = ground_truth_on_model_grid(np.load(tgt.f0_path), len(out) // conv.cfg.hop_length)
         f0_out = pitch.extract_from(out, sr_model)
         f0_out = align_frames(f0_out, pitch.frame_rate, frame_rate, len(f0_true), mode="nearest")
         e_out = spk.embed(out, sr_model)
