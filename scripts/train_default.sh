@@ -18,4 +18,4 @@ resume=""; [ -f runs/default/student/last.json ] && resume="--resume"
 $PY main.py distill data/features runs/default/student --config configs/default.toml $resume \
   --teacher runs/default/teacher/teacher_model ${DISTILL_STEPS:+--steps $DISTILL_STEPS}
 $PY main.py export runs/default/student/student_model models/pretrained/default --half \
-  --default-voice "${DEFAULT_VOICE:-us1}"
+  --student-only --default-voice "${DEFAULT_VOICE:-us1}"
