@@ -18,9 +18,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from models.audio_io import resample
+from models.audio_io import as_mono, resample
 from models.device import pick_device
-from models.errors import AudioInputError, ComoliveError, ModelFileError
+from models.errors import ComoliveError, ModelFileError
 
 CONTENT_SAMPLE_RATE = 16000
 CONTENT_HOP = 320  # 20 ms: one content frame
@@ -37,15 +37,6 @@ class ContentExtractor(Protocol):
     def extract(self, wav: np.ndarray) -> np.ndarray:
         """[len(wav) // 320, dim] float32."""
         ...
-
-
-def _as_mono(wav: np.ndarray) -> np.ndarray:
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim != 1:
-        raise AudioInputError(f"expected mono audio as a 1-D array, got shape {wav.shape}")
-    if not np.isfinite(wav).all():
-        raise AudioInputError("audio contains NaN or infinite samples")
-    return wav
 
 
 def bundled_whisper_dir() -> Path:
@@ -164,7 +155,7 @@ class WhisperContent:
 
     def extract(self, wav: np.ndarray) -> np.ndarray:
         """Whole signal -> [len(wav) // 320, 384], computed exactly as WhisperContentStream would."""
-        wav = _as_mono(wav)
+        wav = as_mono(wav)
         n = len(wav) // CONTENT_HOP
         out = np.zeros((n, self.dim), np.float32)
         padded = np.concatenate([np.zeros(self.window_samples, np.float32), wav[: n * CONTENT_HOP]])
@@ -177,7 +168,7 @@ class WhisperContent:
 
     def extract_from(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """extract() for audio at any rate."""
-        return self.extract(resample(_as_mono(wav), int(sr), self.sample_rate))
+        return self.extract(resample(as_mono(wav), int(sr), self.sample_rate))
 
     def stream(self) -> "WhisperContentStream":
         return WhisperContentStream(self)
@@ -202,7 +193,7 @@ class WhisperContentStream:
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Feed 16 kHz samples; returns the frames of every chunk completed by them, [k * chunk, 384]."""
-        samples = _as_mono(samples)
+        samples = as_mono(samples)
         self._pending = np.concatenate([self._pending, samples])
         cs = self.ex.chunk_samples
         outs = []
@@ -261,7 +252,7 @@ class HFContent:
 
     @torch.no_grad()
     def extract(self, wav: np.ndarray) -> np.ndarray:
-        wav = _as_mono(wav)
+        wav = as_mono(wav)
         n = len(wav) // CONTENT_HOP
         if n == 0:
             return np.zeros((0, self.dim), np.float32)
@@ -270,7 +261,7 @@ class HFContent:
         return hs[0, :n].float().cpu().numpy()
 
     def extract_from(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        return self.extract(resample(_as_mono(wav), int(sr), self.sample_rate))
+        return self.extract(resample(as_mono(wav), int(sr), self.sample_rate))
 
 
 CONTENT_EXTRACTORS = ("whisper", "hf")

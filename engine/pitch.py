@@ -13,9 +13,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from models.audio_io import resample
+from models.audio_io import as_mono, resample
 from models.device import pick_device
-from models.errors import AudioInputError, ComoliveError
+from models.errors import ComoliveError
 
 
 @runtime_checkable
@@ -31,16 +31,6 @@ class PitchExtractor(Protocol):
         ...
 
 
-def _as_mono(wav: np.ndarray) -> np.ndarray:
-    """Validate the input once, with an error the user can read."""
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim != 1:
-        raise AudioInputError(f"expected mono audio as a 1-D array, got shape {wav.shape}")
-    if not np.isfinite(wav).all():
-        raise AudioInputError("audio contains NaN or infinite samples")
-    return wav
-
-
 class _PitchBase:
     """Shared plumbing: rate bookkeeping and the resample-from-any-rate helper."""
 
@@ -53,7 +43,7 @@ class _PitchBase:
 
     def extract_from(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """Like extract() for audio at any rate (resampled to `sample_rate` first)."""
-        return self.extract(resample(_as_mono(wav), int(sr), self.sample_rate))
+        return self.extract(resample(as_mono(wav), int(sr), self.sample_rate))
 
     def __call__(self, wav: np.ndarray) -> np.ndarray:
         return self.extract(wav)
@@ -87,7 +77,7 @@ class FCPEPitch(_PitchBase):
 
     @torch.no_grad()
     def extract(self, wav: np.ndarray) -> np.ndarray:
-        wav = _as_mono(wav)
+        wav = as_mono(wav)
         n = len(wav) // self.hop_length
         if n == 0:
             return np.zeros(0, np.float32)
@@ -122,7 +112,7 @@ class WorldPitch(_PitchBase):
     def extract(self, wav: np.ndarray) -> np.ndarray:
         import pyworld
 
-        wav = _as_mono(wav)
+        wav = as_mono(wav)
         n = len(wav) // self.hop_length
         if n == 0:
             return np.zeros(0, np.float32)

@@ -23,6 +23,16 @@ def resample(wav: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     return resample_poly(wav, sr_to // g, sr_from // g, axis=-1).astype(np.float32)
 
 
+def as_mono(wav: np.ndarray) -> np.ndarray:
+    """Validate an in-memory signal handed to an extractor: 1-D, finite, float32."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise AudioInputError(f"expected mono audio as a 1-D array, got shape {wav.shape}")
+    if not np.isfinite(wav).all():
+        raise AudioInputError("audio contains NaN or infinite samples")
+    return wav
+
+
 def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
     """Load `path` as mono float32 in [-1, 1]; resample to `sr` when given.
 
