@@ -1,0 +1,104 @@
+"""Vocoders by name: one interface for whole-file and streamed mel -> audio, whatever the architecture.
+
+A vocoder takes the model's log-mel (models/mel.py: 22 050 Hz, hop 256, 80 bins) and the f0 of the same
+frames (Hz, 0 = unvoiced, on the frame grid of engine/frames.py). Vocoders that do not use f0 ignore it;
+f0-driven ones (harmonic-plus-noise, neural source-filter) take their pitch from it exactly.
+
+    voc = load_vocoder("hifigan")            # whole file: voc(mel [80, T], f0 [T] | None) -> audio [T * hop]
+    st = voc.stream()                        # live: st.push(mel [80, n], f0 [n] | None) -> new samples
+    ...; tail = st.flush()                   # concatenation of push()es + flush() == voc(whole mel, f0)
+
+`st.delay_samples` is the stream's algorithmic lookahead in output samples (after N frames pushed,
+N * hop - delay_samples samples have come out) and `st.lookahead_frames` the same in whole frames.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from models.device import pick_device
+from models.errors import ComoliveError
+
+
+class VocoderStream(Protocol):
+    delay_samples: int
+    lookahead_frames: int
+
+    def push(self, mel: torch.Tensor, f0: torch.Tensor | np.ndarray | None = None) -> torch.Tensor: ...
+
+    def flush(self) -> torch.Tensor: ...
+
+    def reset(self) -> None: ...
+
+
+class Vocoder(Protocol):
+    name: str
+    sample_rate: int
+    hop_length: int
+    n_mels: int
+
+    def __call__(self, mel: torch.Tensor, f0: torch.Tensor | np.ndarray | None = None) -> torch.Tensor: ...
+
+    def stream(self) -> VocoderStream: ...
+
+
+class HiFiGANVocoder:
+    """The HiFi-GAN V1 universal generator (13.9 M parameters): the offline and CUDA default."""
+
+    name = "hifigan"
+
+    def __init__(self, device: str | torch.device | None = None):
+        from models.hifigan import load_universal_hifigan
+
+        self.device = pick_device(device) if not isinstance(device, torch.device) else device
+        self.model = load_universal_hifigan(self.device)
+        self.sample_rate = self.model.sample_rate
+        self.hop_length = self.model.hop_length
+        self.n_mels = self.model.config.n_mels
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor, f0=None) -> torch.Tensor:
+        """mel [80, T] or [B, 80, T] -> audio [T * hop] or [B, T * hop]."""
+        batched = mel.dim() == 3
+        y = self.model((mel if batched else mel[None]).to(self.device)).squeeze(1)
+        return y if batched else y[0]
+
+    def stream(self) -> "_HiFiGANStream":
+        return _HiFiGANStream(self)
+
+
+class _HiFiGANStream:
+    def __init__(self, vocoder: HiFiGANVocoder):
+        from models.streaming import StreamingHiFiGAN
+
+        self._s = StreamingHiFiGAN(vocoder.model)
+        self.delay_samples = self._s.delay_samples
+        self.lookahead_frames = self._s.lookahead_frames
+
+    def push(self, mel: torch.Tensor, f0=None) -> torch.Tensor:
+        return self._s.push(mel)
+
+    def flush(self) -> torch.Tensor:
+        return self._s.flush()
+
+    def reset(self) -> None:
+        self._s.reset()
+
+
+_FACTORIES = {"hifigan": HiFiGANVocoder}
+VOCODERS = tuple(_FACTORIES)
+
+
+def register_vocoder(name: str, factory) -> None:
+    """Make a vocoder loadable by name (each vocoder module registers itself)."""
+    _FACTORIES[name] = factory
+
+
+def load_vocoder(name: str = "hifigan", device: str | torch.device | None = None) -> Vocoder:
+    """A vocoder by name; unknown names and unusable files raise with a readable message."""
+    key = str(name).strip().lower()
+    if key not in _FACTORIES:
+        raise ComoliveError(f"unknown vocoder {name!r}; choose one of: {', '.join(sorted(_FACTORIES))}")
+    return _FACTORIES[key](device=device)
