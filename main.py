@@ -108,6 +108,24 @@ def cmd_export(a: argparse.Namespace) -> None:
     print(f"exported {a.model} -> {out}.safetensors ({size / 1e6:.1f} MB)")
 
 
+def cmd_train_vocoder(a: argparse.Namespace) -> None:
+    from models.vocoder_train import VocoderTrainingRun, load_config
+
+    model_cfg, cfg = load_config(a.config)
+    if a.steps:
+        cfg.steps = a.steps
+    path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume).run()
+    print(f"hn vocoder written to {path}.safetensors")
+
+
+def cmd_export_vocoder(a: argparse.Namespace) -> None:
+    from models.vocoder_train import export_vocoder
+
+    out = export_vocoder(a.run, a.out, half=not a.float32)
+    size = sum(p.stat().st_size for p in out.parent.glob(out.name + ".*"))
+    print(f"exported {a.run} -> {out}.safetensors ({size / 1e6:.2f} MB)")
+
+
 def cmd_bench(a: argparse.Namespace) -> None:
     from engine.bench import run_bench
 
@@ -131,6 +149,12 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {a.json}")
+
+
+def cmd_gui(a: argparse.Namespace) -> None:
+    from gui.app import run
+
+    run()
 
 
 def _error(msg: str):
@@ -201,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--default-voice", default=None)
     e.set_defaults(func=cmd_export)
 
+    tv = sub.add_parser("train-vocoder", help="train the compact f0-driven vocoder (hn) on a corpus")
+    tv.add_argument("corpus", help="corpus folder built by `corpus` (train split: wav + exact f0)")
+    tv.add_argument("run", help="run folder (checkpoints, log.csv)")
+    tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
+    tv.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    tv.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
+    tv.set_defaults(func=cmd_train_vocoder)
+
+    xv = sub.add_parser("export-vocoder", help="pack a trained hn vocoder for shipping (float16 weights)")
+    xv.add_argument("run", help="run folder of train-vocoder (or a checkpoint stem)")
+    xv.add_argument("out", help="output stem, e.g. models/pretrained/vocoder_hn")
+    xv.add_argument("--float32", action="store_true", help="keep float32 weights")
+    xv.set_defaults(func=cmd_export_vocoder)
+
     ev = sub.add_parser("eval", help="objective quality on the corpus's held-out parallel split")
     ev.add_argument("corpus", help="corpus folder built by `corpus`")
     ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
@@ -215,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
     model_args(b, device=False)
     b.set_defaults(func=cmd_bench)
+
+    g = sub.add_parser("gui", help="the control panel (also what `python main.py` alone opens)")
+    g.set_defaults(func=cmd_gui)
     return p
 
 
@@ -223,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        args.func = cmd_gui  # no command: open the control panel
     from models.errors import ComoliveError
 
     try:

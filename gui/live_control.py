@@ -1,0 +1,214 @@
+"""The panel's link to the live loop: builds a LiveConfig from the settings, opens and closes the loop off the
+GUI thread, forwards live changes, and keeps a prepared session so that Start is quick.
+
+Everything slow (loading the model, opening streams, tuning) runs in a Job; results and errors come back as
+signals. Device and model problems arrive as readable messages; the controller is usable again afterwards.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from gui.presets import LIVE_FIELDS, PanelSettings
+from gui.workers import Job
+
+IDLE, STARTING, RUNNING = "idle", "starting", "running"
+
+
+def session_config(s: PanelSettings):
+    """The engine's SessionConfig for these settings (only the fields it has)."""
+    from engine.stream_session import SessionConfig
+
+    wanted = dict(block_ms=s.block_ms, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
+                  vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms)
+    names = {f.name for f in fields(SessionConfig)}
+    return SessionConfig(**{k: v for k, v in wanted.items() if k in names and v is not None})
+
+
+def _device_spec(name: str | None, kind: str, hostapi: str | None, devices: list):
+    """A remembered device name -> the index of the one device of that exact name, else the name itself
+    (the loop then matches it, or explains what is ambiguous or missing)."""
+    if name is None:
+        return None
+    chans = (lambda d: d.max_input_channels) if kind == "input" else (lambda d: d.max_output_channels)
+    hits = [d for d in devices if d.name == name and chans(d) > 0 and (hostapi is None or d.hostapi == hostapi)]
+    return hits[0].index if len(hits) == 1 else name
+
+
+def live_config(s: PanelSettings, devices: list):
+    from realtime.live import LiveConfig
+
+    return LiveConfig(
+        session=session_config(s),
+        input_device=_device_spec(s.input_device, "input", s.hostapi, devices),
+        output_device=_device_spec(s.output_device, "output", s.hostapi, devices),
+        monitor_device=_device_spec(s.monitor_device, "output", s.hostapi, devices),
+        hostapi=s.hostapi, sample_rate=s.sample_rate, input_gain_db=s.input_gain_db,
+        output_gain_db=s.output_gain_db, monitor_gain_db=s.monitor_gain_db, bypass=s.bypass,
+        record_dir=(s.record_dir if s.record and s.record_dir else None))
+
+
+def _restart_key(cfg) -> tuple:
+    """What a prepared session was built for, apart from the values a live session takes on the fly."""
+    return tuple((f.name, getattr(cfg, f.name)) for f in fields(cfg) if f.name not in LIVE_FIELDS)
+
+
+def _build_session(cfg):
+    import torch
+
+    from engine.stream_session import StreamSession
+
+    torch.set_num_threads(1)
+    return StreamSession(cfg)
+
+
+def _open_loop(config, session):
+    from realtime.live import LiveLoop
+
+    loop = LiveLoop(config, session=session)
+    loop.start()
+    return loop
+
+
+class LiveControl(QObject):
+    state_changed = pyqtSignal(str)
+    message = pyqtSignal(str)            # a problem the performer should read (banner)
+    info = pyqtSignal(str)               # a passing note (status bar)
+    session_ready = pyqtSignal(object)   # a prepared StreamSession (for the latency budget)
+    busy = pyqtSignal(str)               # what is loading ('' when nothing)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.loop = None
+        self.state = IDLE
+        self.session = None
+        self._session_key = None
+        self._jobs: set[Job] = set()
+        self._preparing = None
+
+    # ------------------------------------------------------------------ jobs
+    def _run(self, job: Job, on_done, on_fail) -> Job:
+        self._jobs.add(job)
+        job.done.connect(on_done)
+        job.failed.connect(on_fail)
+        job.finished.connect(lambda j=job: self._jobs.discard(j))
+        job.start()
+        return job
+
+    def wait_idle(self, ms: int = 60_000) -> None:
+        for job in list(self._jobs):
+            job.wait(ms)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    # --------------------------------------------------------------- session
+    def prepare(self, settings: PanelSettings) -> None:
+        """Load a session for these settings in the background (unless the one we hold already fits)."""
+        cfg = session_config(settings)
+        key = _restart_key(cfg)
+        if key == self._session_key and self.session is not None:
+            self.session_ready.emit(self.session)
+            return
+        if self._preparing == key:
+            return
+        self._preparing = key
+        self.busy.emit("loading the voice model…")
+
+        def done(session, key=key):
+            if self._preparing != key:
+                return  # settings moved on while this one loaded
+            self._preparing = None
+            self.session, self._session_key = session, key
+            self.busy.emit("")
+            self.session_ready.emit(session)
+
+        def failed(msg, key=key):
+            if self._preparing == key:
+                self._preparing = None
+                self.busy.emit("")
+            self.message.emit(f"could not load the voice: {msg}")
+
+        self._run(Job(_build_session, cfg, parent=self), done, failed)
+
+    # ------------------------------------------------------------ start/stop
+    def start(self, settings: PanelSettings, devices: list) -> None:
+        if self.state != IDLE:
+            return
+        try:
+            config = live_config(settings, devices)
+        except Exception as e:  # noqa: BLE001 - a bad setting is a message, not a crash
+            from gui.workers import describe
+
+            self.message.emit(describe(e))
+            return
+        key = _restart_key(config.session)
+        session = self.session if key == self._session_key else None
+        self.session = self._session_key = None  # a session runs in one loop at a time
+        self._set_state(STARTING)
+        self.busy.emit("opening audio devices…" if session is not None else "loading the voice and opening "
+                                                                             "audio devices…")
+
+        def done(loop):
+            self.loop = loop
+            self.busy.emit("")
+            self._set_state(RUNNING)
+
+        def failed(msg):
+            self.busy.emit("")
+            self._set_state(IDLE)
+            self.message.emit(msg)
+
+        self._run(Job(_open_loop, config, session, parent=self), done, failed)
+
+    def stop(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            try:
+                loop.stop()
+            except Exception as e:  # noqa: BLE001
+                from gui.workers import describe
+
+                self.message.emit(f"while stopping: {describe(e)}")
+        if self.state != IDLE:
+            self._set_state(IDLE)
+
+    def set(self, **changes) -> None:
+        """Forward live-changeable values to the running loop."""
+        live = {k: v for k, v in changes.items() if k in LIVE_FIELDS}
+        if self.loop is None or not live:
+            return
+        try:
+            self.loop.set(**live)
+        except Exception as e:  # noqa: BLE001
+            from gui.workers import describe
+
+            self.message.emit(describe(e))
+
+    def stats(self):
+        loop = self.loop
+        if loop is None:
+            return None
+        st = loop.stats()
+        if not getattr(loop, "running", True) and self.state == RUNNING:
+            # the loop ended by itself (device lost): the panel goes back to idle and says why
+            self.loop = None
+            try:
+                loop.stop()
+            except Exception:  # noqa: BLE001 - already broken; the error text below says what happened
+                pass
+            self._set_state(IDLE)
+            self.message.emit(st.error or "the audio stream stopped")
+        return st
+
+    # ------------------------------------------------------------------ tune
+    def tune(self, settings: PanelSettings, on_done, on_fail, on_progress, seconds: float = 10.0) -> Job:
+        from realtime.tune import tune
+
+        cfg = session_config(settings)
+        job = Job(lambda c, progress: tune(c, seconds=seconds, progress=progress), cfg, wants_progress=True,
+                  parent=self)
+        job.progress.connect(on_progress)
+        return self._run(job, on_done, on_fail)

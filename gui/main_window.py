@@ -1,0 +1,419 @@
+"""The control panel window: transport (start/stop, bypass), presets, meters and pitch, latency, and the tabs of
+settings. Built for someone mid-performance: big start button, keyboard shortcuts, problems in a red banner
+that never takes the window down.
+"""
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PyQt6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QApplication, QMainWindow, QProgressBar, QPushButton, QTabWidget,
+                             QToolButton, QVBoxLayout, QWidget)
+
+from gui.audio_panel import AudioPanel
+from gui.latency_view import LatencyView
+from gui.live_control import IDLE, RUNNING, STARTING, LiveControl
+from gui.meters import LevelMeter
+from gui.pitch_view import PitchView
+from gui.preset_bar import MAX_BUTTONS, PresetBar
+from gui.presets import LIVE_FIELDS, PanelSettings, SettingsStore
+from gui.tune_panel import TunePanel
+from gui.voice_panel import VoicePanel
+from gui.workers import Job, describe
+from models.errors import ComoliveError
+
+REFRESH_MS = 40            # meters and pitch at 25 Hz
+SAVE_DELAY_MS = 500        # settings are written shortly after the last change
+BUDGET_FIELDS = ("block_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
+
+
+def _load_voices():
+    from models.voice_model import VoiceModel
+
+    vm = VoiceModel.load(None)
+    return sorted(vm.voices), vm.meta.get("default_voice")
+
+
+class Banner(QWidget):
+    """A red strip for problems; stays until dismissed or replaced, so a glance later still explains."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet("#banner { background: #8b1e1e; border-radius: 4px; } QLabel { color: white; }")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss (Esc)")
+        close.clicked.connect(self.clear)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 4, 4)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(close)
+        self.hide()
+
+    def show_message(self, msg: str) -> None:
+        self.text.setText(msg)
+        self.show()
+
+    def clear(self) -> None:
+        self.text.clear()
+        self.hide()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, store: SettingsStore | None = None, load_model: bool = True):
+        super().__init__()
+        self.setWindowTitle("comolive — live voice conversion")
+        self.store = store or SettingsStore()
+        self.settings: PanelSettings = self.store.load()
+        self.settings.bypass = False
+        self.devices: list = []
+        self.control = LiveControl(self)
+        self._last_error = None
+        self._jobs: set[Job] = set()
+        self._build()
+        self._wire()
+        self._shortcuts()
+        self.load_settings_into_widgets()
+        if self.store.problem:
+            self.banner.show_message(self.store.problem)
+        self.refresh_devices()
+        if load_model:
+            self._start_job(Job(_load_voices, parent=self), self._voices_loaded,
+                            lambda m: self.banner.show_message(f"could not read the voices: {m}"))
+            self.control.prepare(self.settings)
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(SAVE_DELAY_MS)
+        self._save_timer.timeout.connect(self.save_settings)
+
+    # ---------------------------------------------------------------- layout
+    def _build(self) -> None:
+        self.start_button = QPushButton("▶  Start  (Space)")
+        self.start_button.setObjectName("start")
+        self.start_button.setMinimumHeight(48)
+        f = self.start_button.font()
+        f.setPointSizeF(f.pointSizeF() * 1.4)
+        f.setBold(True)
+        self.start_button.setFont(f)
+        self.start_button.setToolTip("Start or stop live conversion (Space)")
+        self.bypass_button = QPushButton("Bypass  (B)")
+        self.bypass_button.setObjectName("bypass")
+        self.bypass_button.setCheckable(True)
+        self.bypass_button.setMinimumHeight(48)
+        self.bypass_button.setToolTip("Hear your dry voice instead of the converted one (B); same latency, no click")
+        self.rec_label = QLabel("● REC")
+        self.rec_label.setStyleSheet("color: #e15759; font-weight: bold")
+        self.rec_label.setVisible(False)
+        self.state_label = QLabel("stopped")
+        self.state_label.setObjectName("state")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(140)
+        self.busy_bar.setVisible(False)
+        self.busy_label = QLabel("")
+
+        top = QHBoxLayout()
+        top.addWidget(self.start_button, 2)
+        top.addWidget(self.bypass_button, 1)
+        top.addWidget(self.rec_label)
+        top.addWidget(self.state_label)
+        top.addStretch(1)
+        top.addWidget(self.busy_label)
+        top.addWidget(self.busy_bar)
+
+        self.presets = PresetBar()
+        self.banner = Banner()
+
+        self.in_meter = LevelMeter("in")
+        self.out_meter = LevelMeter("out")
+        meters = QHBoxLayout()
+        meters.addWidget(self.in_meter)
+        meters.addWidget(self.out_meter)
+        self.pitch_view = PitchView()
+        self.latency = LatencyView()
+        lat_box = QGroupBox("Latency")
+        QVBoxLayout(lat_box).addWidget(self.latency)
+        centre = QVBoxLayout()
+        centre.addWidget(self.pitch_view, 3)
+        centre.addWidget(lat_box, 0)
+
+        self.voice_panel = VoicePanel()
+        self.audio_panel = AudioPanel()
+        self.tune_panel = TunePanel()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.voice_panel, "Voice")
+        self.tabs.addTab(self.audio_panel, "Audio")
+        self.tabs.addTab(self.tune_panel, "Latency")
+        self.tabs.setMinimumWidth(360)
+
+        body = QHBoxLayout()
+        body.addLayout(meters, 0)
+        body.addLayout(centre, 1)
+        body.addWidget(self.tabs, 0)
+
+        root = QVBoxLayout()
+        root.addLayout(top)
+        root.addWidget(self.presets)
+        root.addWidget(self.banner)
+        root.addLayout(body, 1)
+        central = QWidget()
+        central.setLayout(root)
+        self.setCentralWidget(central)
+        self.statusBar().showMessage("ready")
+        self.resize(1180, 640)
+
+    def _wire(self) -> None:
+        self.start_button.clicked.connect(self.toggle_running)
+        self.bypass_button.toggled.connect(lambda on: self.on_change("bypass", on))
+        for panel in (self.voice_panel, self.audio_panel, self.tune_panel):
+            panel.changed.connect(self.on_change)
+        self.audio_panel.refresh_requested.connect(lambda: self.refresh_devices(rescan=True))
+        self.tune_panel.tune_requested.connect(self.run_tune)
+        self.presets.chosen.connect(self.switch_preset)
+        self.presets.save_requested.connect(self.save_preset)
+        self.presets.delete_requested.connect(self.delete_preset)
+        c = self.control
+        c.state_changed.connect(self._on_state)
+        c.message.connect(self.banner.show_message)
+        c.info.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        c.busy.connect(self._on_busy)
+        c.session_ready.connect(self._on_session)
+
+    def _shortcuts(self) -> None:
+        def add(keys, fn):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.ShortcutContext.WindowShortcut)
+            sc.activated.connect(fn)
+            return sc
+
+        add("Space", self.toggle_running)
+        add("B", self.bypass_button.toggle)
+        add("Ctrl+S", self.presets.save.click)
+        add("Escape", self._escape)
+        for n in range(1, MAX_BUTTONS + 1):
+            add(str(n), lambda n=n: self.switch_preset_number(n))
+
+    def _escape(self) -> None:
+        self.banner.clear()
+        if self.focusWidget() is not None:
+            self.focusWidget().clearFocus()
+
+    # ------------------------------------------------------------- settings
+    def load_settings_into_widgets(self) -> None:
+        s = self.settings
+        for panel in (self.voice_panel, self.audio_panel, self.tune_panel):
+            panel.load(s)
+        self.bypass_button.blockSignals(True)
+        self.bypass_button.setChecked(s.bypass)
+        self.bypass_button.blockSignals(False)
+        self.pitch_view.set_key(s.key)
+        self.presets.set_presets(list(s.presets), s.preset)
+        self.rec_label.setVisible(bool(s.record and s.record_dir and self.control.state == RUNNING))
+
+    def on_change(self, name: str, value) -> None:
+        """One control changed: remember it, apply it live where possible, say when it waits for a restart."""
+        if getattr(self.settings, name, object()) == value:
+            return
+        setattr(self.settings, name, value)
+        if name == "key":
+            self.pitch_view.set_key(value)
+        if name == "hostapi":
+            self.audio_panel.load(self.settings)
+        if self.control.state == RUNNING:
+            if name in LIVE_FIELDS:
+                self.control.set(**{name: value})
+            else:
+                self.statusBar().showMessage(f"{name.replace('_', ' ')} applies at the next start", 6000)
+        elif name in BUDGET_FIELDS:
+            self.control.prepare(self.settings)
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        self._save_timer.start()
+
+    def save_settings(self) -> None:
+        try:
+            self.store.save(self.settings)
+        except ComoliveError as e:
+            self.banner.show_message(str(e))
+
+    # -------------------------------------------------------------- presets
+    def switch_preset(self, name: str) -> None:
+        try:
+            changed = self.settings.apply_preset(name)
+        except ComoliveError as e:
+            self.banner.show_message(str(e))
+            return
+        self.load_settings_into_widgets()
+        if self.control.state == RUNNING:
+            live = {k: v for k, v in changed.items() if k in LIVE_FIELDS}
+            if live:
+                self.control.set(**live)
+            later = [k for k in changed if k not in LIVE_FIELDS]
+            if later:
+                self.statusBar().showMessage(f"preset '{name}': {', '.join(later)} apply at the next start", 6000)
+        elif any(k in BUDGET_FIELDS for k in changed):
+            self.control.prepare(self.settings)
+        self.statusBar().showMessage(f"preset '{name}'", 3000)
+        self._save_soon()
+
+    def switch_preset_number(self, n: int) -> None:
+        name = self.presets.name_at(n)
+        if name is not None:
+            self.switch_preset(name)
+
+    def save_preset(self, name: str) -> None:
+        try:
+            self.settings.save_preset(name)
+        except ComoliveError as e:
+            self.banner.show_message(str(e))
+            return
+        self.presets.set_presets(list(self.settings.presets), self.settings.preset)
+        self.save_settings()
+
+    def delete_preset(self, name: str) -> None:
+        self.settings.presets.pop(name, None)
+        if self.settings.preset == name:
+            self.settings.preset = None
+        self.presets.set_presets(list(self.settings.presets), self.settings.preset)
+        self.save_settings()
+
+    # -------------------------------------------------------------- devices
+    def refresh_devices(self, rescan: bool = False) -> None:
+        if self.control.state != IDLE:
+            self.statusBar().showMessage("stop before re-scanning devices", 4000)
+            return
+        from realtime import devices
+
+        try:
+            if rescan:
+                devices.refresh()
+            hostapis, self.devices = devices.list_hostapis(), devices.list_devices()
+        except ComoliveError as e:
+            hostapis, self.devices = [], []
+            self.banner.show_message(str(e))
+        self.audio_panel.set_devices(hostapis, self.devices)
+        self.audio_panel.load(self.settings)
+        self.statusBar().showMessage(f"{len(self.devices)} audio devices", 3000)
+
+    # ------------------------------------------------------------ transport
+    def toggle_running(self) -> None:
+        if self.control.state == IDLE:
+            self.start()
+        elif self.control.state == RUNNING:
+            self.stop()
+
+    def start(self) -> None:
+        self.banner.clear()
+        self._last_error = None
+        self.pitch_view.clear()
+        self.control.start(self.settings, self.devices)
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    def _on_state(self, state: str) -> None:
+        running = state == RUNNING
+        self.start_button.setText({IDLE: "▶  Start  (Space)", STARTING: "…  Starting",
+                                   RUNNING: "■  Stop  (Space)"}[state])
+        self.start_button.setEnabled(state != STARTING)
+        self.start_button.setStyleSheet("background: #2e7d32; color: white" if running else "")
+        self.state_label.setText({IDLE: "stopped", STARTING: "starting…", RUNNING: "LIVE"}[state])
+        self.state_label.setStyleSheet("color: #59a14f; font-weight: bold" if running else "")
+        self.rec_label.setVisible(bool(running and self.settings.record and self.settings.record_dir))
+        self.audio_panel.refresh.setEnabled(state == IDLE)
+        if state == IDLE:
+            self.in_meter.set_level(None)
+            self.out_meter.set_level(None)
+            self.control.prepare(self.settings)  # the next Start is quick again
+
+    def _on_busy(self, what: str) -> None:
+        self.busy_label.setText(what)
+        self.busy_bar.setVisible(bool(what))
+
+    def _on_session(self, session) -> None:
+        self.show_budget(session)
+
+    def show_budget(self, session) -> None:
+        """Declared latency before starting: the session's parts plus what the loop adds."""
+        try:
+            from realtime.live import loop_latency_parts
+
+            parts = dict(session.latency_parts())
+            parts.update(loop_latency_parts(session))
+            self.latency.set_budget(parts, note="before device buffers" if "device buffers" not in parts else "")
+            self.latency.set_device(str(getattr(session, "device", "—")))
+        except Exception as e:  # noqa: BLE001 - a missing figure must not stop the panel
+            self.latency.set_unknown(f"latency budget unavailable: {describe(e)}")
+
+    # -------------------------------------------------------------- refresh
+    def refresh(self) -> None:
+        """Timer tick: pull one stats snapshot from the loop into the meters, pitch display and latency view."""
+        if self.control.state != RUNNING:
+            return
+        st = self.control.stats()
+        if st is None:
+            return
+        self.in_meter.set_level(st.input_level_db)
+        self.out_meter.set_level(st.output_level_db)
+        self.pitch_view.push(st.input_f0_hz, st.output_f0_hz)
+        self.latency.set_stats(st)
+        if st.error and st.error != self._last_error:
+            self._last_error = st.error
+            self.banner.show_message(st.error)
+
+    # ------------------------------------------------------------- tuning
+    def run_tune(self) -> None:
+        if self.control.state != IDLE:
+            self.banner.show_message("stop the live loop before tuning: the tuner needs the whole machine")
+            return
+        self.tune_panel.set_busy(True)
+
+        def done(result):
+            self.tune_panel.set_busy(False)
+            self.tune_panel.show_result(result)
+            self.tune_panel.b.show("block_ms", float(result.block_ms))
+            self.on_change("block_ms", float(result.block_ms))
+            parts = getattr(result, "latency_parts", None)
+            if parts:
+                self.latency.set_budget(dict(parts), note="tuner's proposal")
+
+        def failed(msg):
+            self.tune_panel.set_busy(False)
+            self.tune_panel.result.setText("")
+            self.banner.show_message(f"tuning failed: {msg}")
+
+        self.control.tune(self.settings, done, failed, self.tune_panel.on_progress)
+
+    # -------------------------------------------------------------- voices
+    def _start_job(self, job: Job, done, failed) -> None:
+        self._jobs.add(job)
+        job.done.connect(done)
+        job.failed.connect(failed)
+        job.finished.connect(lambda j=job: self._jobs.discard(j))
+        job.start()
+
+    def _voices_loaded(self, result) -> None:
+        names, default = result
+        self.voice_panel.set_voices(names, default)
+        self.voice_panel.b.show("voice", self.settings.voice)
+
+    # ---------------------------------------------------------------- close
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.timer.stop()
+        self.control.stop()
+        self.save_settings()
+        self.control.wait_idle()
+        for job in list(self._jobs):
+            job.wait(60_000)
+        QApplication.processEvents()  # deliver a start that finished while closing...
+        self.control.stop()  # ...and close it
+        event.accept()

@@ -1,0 +1,55 @@
+"""Voice controls: which voice, key and formant shift, pitch extractor, sampler steps, noise gate, compute device."""
+from __future__ import annotations
+
+from PyQt6.QtWidgets import QFormLayout, QWidget
+
+from engine.pitch import PITCH_EXTRACTORS
+from gui.controls import Bindings, set_items
+from models.vocoders import VOCODERS
+
+PITCH_LABELS = {"fcpe": "FCPE (accurate, default)", "dio": "DIO (fastest)", "harvest": "Harvest (slow, smooth)"}
+
+
+class VoicePanel(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.b = Bindings(self)
+        self.changed = self.b.changed
+        b = self.b
+        self.voice = b.combo("voice", [("loading voices…", None)],
+                             tip="Target voice (live: switches without restarting)")
+        self.key = b.double("key", -24, 24, 1, " st", 1, "Key shift in semitones (live). +12 = one octave up")
+        self.formant = b.double("formant", -12, 12, 0.5, " st", 1,
+                                "Formant shift (live): negative = darker/larger, positive = brighter/smaller")
+        self.pitch = b.combo("pitch", [(PITCH_LABELS.get(p, p), p) for p in PITCH_EXTRACTORS],
+                             tip="Pitch extractor (applies at the next start)")
+        self.steps = b.integer("steps", 1, 8, "", "Decoder steps: 1 = one-step (fastest, live default); "
+                                                  "more = quality mode, more compute per block (next start)")
+        self.gate_db = b.double("gate_db", -90, 0, 1, " dB", 0,
+                                "Noise gate threshold (live): input below it is silence and skips conversion")
+        self.gate_hold_ms = b.double("gate_hold_ms", 0, 2000, 10, " ms", 0,
+                                     "How long the gate stays open after the voice drops below the threshold")
+        self.vocoder = b.combo("vocoder", [("default", None)] + [(v, v) for v in VOCODERS],
+                               tip="Vocoder (applies at the next start)")
+        self.device = b.combo("device", [("auto (GPU if present)", None), ("CPU", "cpu"), ("CUDA GPU", "cuda")],
+                              tip="Where the model runs (applies at the next start)")
+        form = QFormLayout(self)
+        form.addRow("&Voice", self.voice)
+        form.addRow("&Key shift", self.key)
+        form.addRow("&Formant shift", self.formant)
+        form.addRow("&Pitch extractor", self.pitch)
+        form.addRow("Sampler &steps", self.steps)
+        form.addRow("Noise &gate", self.gate_db)
+        form.addRow("Gate &hold", self.gate_hold_ms)
+        form.addRow("V&ocoder", self.vocoder)
+        form.addRow("Compute &device", self.device)
+
+    def set_voices(self, names: list[str], default: str | None) -> None:
+        items = [(f"{n} (default)" if n == default else n, n) for n in names]
+        set_items(self.voice, items)
+
+    def set_vocoders(self, names) -> None:
+        set_items(self.vocoder, [("default", None)] + [(v, v) for v in names])
+
+    def load(self, settings) -> None:
+        self.b.load(settings)
