@@ -107,7 +107,13 @@ class LiveControl(QObject):
     # --------------------------------------------------------------- session
     def prepare(self, settings: PanelSettings) -> None:
         """Load a session for these settings in the background (unless the one we hold already fits)."""
-        cfg = session_config(settings)
+        try:
+            cfg = session_config(settings)
+        except Exception as e:  # noqa: BLE001 - e.g. a value the engine refuses: say so, keep going
+            from gui.workers import describe
+
+            self.message.emit(describe(e))
+            return
         key = _restart_key(cfg)
         if key == self._session_key and self.session is not None:
             self.session_ready.emit(self.session)

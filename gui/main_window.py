@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self.control = LiveControl(self)
         self._last_error = None
         self._jobs: set[Job] = set()
+        self.load_model = load_model  # False: a panel that only edits settings (never loads the model)
         self._build()
         self._wire()
         self._shortcuts()
@@ -84,7 +85,7 @@ class MainWindow(QMainWindow):
         if load_model:
             self._start_job(Job(_load_voices, parent=self), self._voices_loaded,
                             lambda m: self.banner.show_message(f"could not read the voices: {m}"))
-            self.control.prepare(self.settings)
+        self.prepare()
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -233,8 +234,14 @@ class MainWindow(QMainWindow):
             else:
                 self.statusBar().showMessage(f"{name.replace('_', ' ')} applies at the next start", 6000)
         elif name in BUDGET_FIELDS:
-            self.control.prepare(self.settings)
+            self.prepare()
         self._save_soon()
+
+    def prepare(self) -> None:
+        """Load the session for the current settings in the background: Start is then quick, and the latency
+        budget shows before going live."""
+        if self.load_model:
+            self.control.prepare(self.settings)
 
     def _save_soon(self) -> None:
         self._save_timer.start()
@@ -261,7 +268,7 @@ class MainWindow(QMainWindow):
             if later:
                 self.statusBar().showMessage(f"preset '{name}': {', '.join(later)} apply at the next start", 6000)
         elif any(k in BUDGET_FIELDS for k in changed):
-            self.control.prepare(self.settings)
+            self.prepare()
         self.statusBar().showMessage(f"preset '{name}'", 3000)
         self._save_soon()
 
@@ -333,7 +340,7 @@ class MainWindow(QMainWindow):
         if state == IDLE:
             self.in_meter.set_level(None)
             self.out_meter.set_level(None)
-            self.control.prepare(self.settings)  # the next Start is quick again
+            self.prepare()  # the next Start is quick again
 
     def _on_busy(self, what: str) -> None:
         self.busy_label.setText(what)
