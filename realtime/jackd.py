@@ -1,0 +1,101 @@
+"""A private JACK server with the dummy driver: a real audio graph without hardware (DESIGN §6).
+
+    with JackServer(rate=48000, period=256) as jack_srv:   # jackd -d dummy -r 48000 -p 256
+        ... sounddevice now lists the JACK host API; JACK-Client connects to it ...
+
+Each server gets its own name (JACK_DEFAULT_SERVER is set for this process), so parallel test runs do
+not share a graph. The two traps handled here: PortAudio only sees JACK if jackd runs before
+PortAudio initialises (we re-initialise it after start), and killing jackd while PortAudio still
+holds a JACK client aborts the interpreter (we terminate PortAudio before stopping jackd).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+from realtime.devices import DeviceError
+
+
+class JackServer:
+    def __init__(self, rate: int = 48000, period: int = 256, name: str | None = None, timeout_s: float = 10.0):
+        self.rate, self.period = int(rate), int(period)
+        self.name = name or f"comolive{os.getpid()}"
+        self.timeout_s = timeout_s
+        self.proc: subprocess.Popen | None = None
+        self._saved_env: str | None = None
+
+    @property
+    def period_ms(self) -> float:
+        return 1000.0 * self.period / self.rate
+
+    def start(self) -> "JackServer":
+        exe = shutil.which("jackd")
+        if exe is None:
+            raise DeviceError("jackd is not installed (Debian package jackd2; scripts/setup.sh installs it)")
+        self._saved_env = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        os.environ.setdefault("JACK_NO_AUDIO_RESERVATION", "1")
+        self.proc = subprocess.Popen([exe, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready()
+        from realtime.devices import refresh
+
+        refresh()  # PortAudio re-scans and now sees the JACK host API
+        return self
+
+    def _wait_ready(self) -> None:
+        import jack
+
+        deadline = time.monotonic() + self.timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+                raise DeviceError(f"jackd exited at start (status {self.proc.returncode}): {out.strip()[-300:]}")
+            try:
+                c = jack.Client("comolive_ready", no_start_server=True, servername=self.name)
+                c.close()
+                return
+            except jack.JackError as e:
+                last = e
+                time.sleep(0.1)
+        self.stop()
+        raise DeviceError(f"jackd did not come up within {self.timeout_s:g} s ({last})")
+
+    def stop(self) -> None:
+        """Terminate PortAudio's use of JACK first, then jackd (idempotent)."""
+        if self.proc is None:
+            return
+        try:
+            import sounddevice as sd
+
+            sd._terminate()
+        except Exception:
+            pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.proc = None
+        if self._saved_env is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = self._saved_env
+        try:
+            import sounddevice as sd
+
+            sd._initialize()  # PortAudio back without JACK
+        except Exception:
+            pass
+
+    def __enter__(self) -> "JackServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

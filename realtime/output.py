@@ -1,0 +1,139 @@
+"""One output device's side of the loop: its ring, its clock, gain and bypass ramps, and dropouts.
+
+The worker `push`es converted (wet) and dry blocks; the device callback `pull`s exactly the frames
+it must play. Everything in `pull` is a few vector operations on the callback's own frames.
+
+Overrun (the worker is late, the ring holds fewer frames than the callback needs): the frames that
+are there are played and followed by a fade to silence made from their own last samples played
+backwards (so the waveform stays continuous: no click), the read position moves on with the device
+clock regardless, and the late frames are dropped when they arrive. Once the ring again holds a
+callback's worth plus a fade, playback resumes with a fade-in. Each such gap counts as one dropout,
+and the latency afterwards is exactly what it was before.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from realtime.ring import OutputRing
+
+
+def db_to_gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+class StreamResampler:
+    """Streaming rate conversion (soxr) for an output device whose native rate differs from the input's."""
+
+    def __init__(self, rate_in: int, rate_out: int, channels: int):
+        import soxr
+
+        self.rate_in, self.rate_out, self.channels = rate_in, rate_out, channels
+        self._rs = soxr.ResampleStream(rate_in, rate_out, channels, dtype="float32", quality="HQ")
+        self.delay_out = self._measure_delay()
+
+    def _measure_delay(self) -> int:
+        """Group delay in output frames, measured once on an impulse through a fresh stream."""
+        import soxr
+
+        probe = soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="float32", quality="HQ")
+        x = np.zeros(self.rate_in // 2, np.float32)
+        x[self.rate_in // 10] = 1.0
+        y = np.concatenate([probe.resample_chunk(x), probe.resample_chunk(np.zeros(self.rate_in // 2, np.float32),
+                                                                           last=True)])
+        return int(np.argmax(np.abs(y))) - round(self.rate_in // 10 * self.rate_out / self.rate_in)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._rs.resample_chunk(np.ascontiguousarray(x, np.float32))
+
+
+class OutputSink:
+    """Ring + playback state of one output device (main output or monitor)."""
+
+    def __init__(self, rate: int, rate_in: int, prefill: int, fade: int, gain_db: float = 0.0,
+                 bypass: bool = False, capacity_s: float = 4.0):
+        self.rate, self.rate_in = int(rate), int(rate_in)
+        self.resampler = StreamResampler(rate_in, rate, 2) if rate != rate_in else None
+        self.resample_delay = self.resampler.delay_out if self.resampler else 0
+        self.prefill = int(prefill)
+        self.ring = OutputRing(int(capacity_s * rate) + self.prefill, 2, self.prefill)
+        self.fade = max(1, int(fade))
+        self.gain_target = db_to_gain(gain_db)
+        self.gain = self.gain_target
+        self.mix_target = 1.0 if bypass else 0.0  # 0 = converted, 1 = dry (bypass)
+        self.mix = self.mix_target
+        self.playing = True
+        self.dropouts = 0
+        self.late_frames = 0
+        self.level = 0.0  # decaying peak of what was played
+        self.next_pos = self.prefill  # where the worker's next frame goes (output timeline)
+        self._frac = 0.0
+
+    # ------------------------------------------------------------------ worker side
+    def push(self, wet: np.ndarray, dry: np.ndarray) -> None:
+        """Worker: the next block of converted and dry samples (input rate), in stream order."""
+        x = np.stack([wet, dry], axis=1).astype(np.float32, copy=False)
+        if self.resampler is not None:
+            x = self.resampler(x)
+        self.late_frames += self.ring.write_at(self.next_pos, x)
+        self.next_pos += len(x)
+
+    def skip(self, n_in: int) -> None:
+        """Worker: `n_in` input samples were lost; keep the output timeline aligned with the input's."""
+        exact = n_in * self.rate / self.rate_in + self._frac
+        n = int(exact)
+        self._frac = exact - n
+        self.next_pos += n
+
+    # ---------------------------------------------------------------- callback side
+    def pull(self, n: int) -> np.ndarray:
+        """Callback: the `n` mono frames to play now (gains, bypass and dropout fades applied)."""
+        ring = self.ring
+        avail = ring.available()
+        if self.playing:
+            if avail >= n:
+                x = ring.peek(n)
+            else:  # overrun: play what is there, then fade out on its own time-reversed tail
+                have = max(avail, 0)
+                x = np.zeros((n, 2), np.float32)
+                if have:
+                    x[:have] = ring.peek(have)
+                tail = min(self.fade, n - have)
+                if tail:
+                    src = x[max(0, have - tail):have][::-1] if have else self._last[-tail:][::-1]
+                    m = len(src)
+                    ramp = np.linspace(1.0, 0.0, tail + 1, dtype=np.float32)[1:, None]
+                    x[have:have + m] = src * ramp[:m]
+                self.playing = False
+                self.dropouts += 1
+        else:
+            if avail >= n + self.fade:
+                x = ring.peek(n)
+                k = min(self.fade, n)
+                x[:k] *= np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
+                self.playing = True
+            else:
+                x = np.zeros((n, 2), np.float32)
+        ring.advance(n)
+        self._last = x[-self.fade:] if n >= self.fade else np.concatenate([self._last, x])[-self.fade:]
+        y = self._mix(x)
+        peak = float(np.max(np.abs(y))) if n else 0.0
+        self.level = max(peak, self.level * 0.9)
+        return y
+
+    _last = np.zeros((1, 2), np.float32)
+
+    def _ramp(self, cur: float, target: float, n: int, per_sample: float) -> np.ndarray:
+        if cur == target:
+            return np.full(n, cur, np.float32)
+        step = np.sign(target - cur) * per_sample
+        r = cur + step * np.arange(1, n + 1, dtype=np.float32)
+        r = np.minimum(r, target) if step > 0 else np.maximum(r, target)
+        return r.astype(np.float32)
+
+    def _mix(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        m = self._ramp(self.mix, self.mix_target, n, 1.0 / self.fade)
+        g = self._ramp(self.gain, self.gain_target, n, max(abs(self.gain_target - self.gain), 1e-9) / self.fade)
+        self.mix, self.gain = float(m[-1]) if n else self.mix, float(g[-1]) if n else self.gain
+        y = x[:, 0] + m * (x[:, 1] - x[:, 0])
+        return y * g

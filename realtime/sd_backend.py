@@ -1,0 +1,164 @@
+"""sounddevice streams for the live loop: one duplex stream, or separate input / output / monitor streams.
+
+One duplex stream when input and output are the same device (one callback, one clock, exact
+alignment); otherwise an input stream and one output stream per output device, each at its own
+native rate. The callbacks only hand frames to the loop (`audio_in` / `audio_out`), which moves them
+through the rings; an exception in a callback is recorded and stops the stream instead of crashing.
+"""
+from __future__ import annotations
+
+import time
+
+from realtime.devices import DeviceError, DeviceInfo, check_rate, resolve, stream_error
+
+
+def _ts(t, attr: str) -> float | None:
+    v = getattr(t, attr, 0.0) if t is not None else 0.0
+    return float(v) if v else None
+
+
+class SoundDeviceBackend:
+    """Opens the streams a LiveConfig asks for; the loop drives them through `open`, `start`, `close`."""
+
+    kind = "sounddevice"
+
+    def __init__(self, input_device=None, output_device=None, monitor_device=None, hostapi=None,
+                 sample_rate=None, blocksize: int = 0, latency: str | float = "low"):
+        self.spec = (input_device, output_device, monitor_device)
+        self.hostapi = hostapi
+        self.sample_rate = sample_rate
+        self.blocksize = blocksize
+        self.latency = latency
+        self.streams: list = []
+        self.last_callback = 0.0
+        self.finished_unexpectedly: str | None = None
+        self._closing = False
+
+    # --------------------------------------------------------------------- set-up
+    def resolve(self) -> dict:
+        """Pick devices and rates (raises DeviceError); returns {'input', 'outputs', 'rate_in', 'rates_out'}."""
+        din = resolve(self.spec[0], "input", self.hostapi)
+        dout = resolve(self.spec[1], "output", self.hostapi)
+        dmon = resolve(self.spec[2], "output", self.hostapi) if self.spec[2] is not None else None
+        rate_in = int(self.sample_rate or din.default_samplerate)
+        check_rate(din, "input", rate_in)
+        outs = [dout] + ([dmon] if dmon is not None else [])
+        rates = []
+        for d in outs:
+            if self.sample_rate or d.index == din.index:
+                r = rate_in
+            else:  # its native rate, unless it also runs at the input's rate (then no resampling)
+                r = int(d.default_samplerate)
+                try:
+                    check_rate(d, "output", rate_in)
+                    r = rate_in
+                except DeviceError:
+                    pass
+            check_rate(d, "output", r)
+            rates.append(r)
+        self.din, self.outs, self.rate_in, self.rates_out = din, outs, rate_in, rates
+        return {"input": din, "outputs": outs, "rate_in": rate_in, "rates_out": rates}
+
+    def _out_channels(self, d: DeviceInfo) -> int:
+        return min(2, d.max_output_channels)
+
+    def open(self, loop) -> dict[str, float]:
+        """Create (not start) the streams; returns the device buffer latencies in ms."""
+        import sounddevice as sd
+
+        self.loop = loop
+        self._closing = False
+        self.finished_unexpectedly = None
+        din, outs = self.din, self.outs
+        kw = dict(dtype="float32", blocksize=self.blocksize, latency=self.latency,
+                  finished_callback=self._finished)
+        try:
+            if outs[0].index == din.index:
+                s = sd.Stream(device=(din.index, outs[0].index), samplerate=self.rate_in,
+                              channels=(1, self._out_channels(outs[0])), callback=self._duplex, **kw)
+                self.streams = [s]
+                lat_in, lat_out = s.latency
+            else:
+                si = sd.InputStream(device=din.index, samplerate=self.rate_in, channels=1,
+                                    callback=self._input, **kw)
+                so = sd.OutputStream(device=outs[0].index, samplerate=self.rates_out[0],
+                                     channels=self._out_channels(outs[0]), callback=self._make_output(0), **kw)
+                self.streams = [si, so]
+                lat_in, lat_out = si.latency, so.latency
+            for k, d in enumerate(outs[1:], start=1):
+                self.streams.append(sd.OutputStream(device=d.index, samplerate=self.rates_out[k],
+                                                    channels=self._out_channels(d),
+                                                    callback=self._make_output(k), **kw))
+        except sd.PortAudioError as e:
+            self.close()
+            raise stream_error(e, f"{din.label()} -> {', '.join(d.label() for d in outs)}") from None
+        self.period = int(self.streams[0].blocksize or 0)
+        parts = {"device input buffer": 1000.0 * float(lat_in), "device output buffer": 1000.0 * float(lat_out)}
+        return parts
+
+    def start(self) -> None:
+        import sounddevice as sd
+
+        self.last_callback = time.monotonic()
+        try:
+            for s in self.streams:
+                s.start()
+        except sd.PortAudioError as e:
+            self.close()
+            raise stream_error(e, "the audio stream") from None
+
+    def close(self) -> None:
+        self._closing = True
+        for s in self.streams:
+            try:
+                s.abort(ignore_errors=True)
+                s.close(ignore_errors=True)
+            except Exception:
+                pass
+        self.streams = []
+
+    def check(self) -> str | None:
+        """Watchdog polled by the worker: a reason to stop, or None."""
+        if self.finished_unexpectedly:
+            return self.finished_unexpectedly
+        if self.streams and time.monotonic() - self.last_callback > 2.0:
+            return "no audio callback for 2 s: the audio device stopped (unplugged, or its server quit?)"
+        return None
+
+    # ------------------------------------------------------------------ callbacks
+    def _finished(self) -> None:
+        if not self._closing:
+            self.finished_unexpectedly = "the audio stream stopped unexpectedly (device unplugged or busy?)"
+
+    def _duplex(self, indata, outdata, frames, t, status) -> None:
+        self.last_callback = time.monotonic()
+        try:
+            self.loop.audio_in(indata[:, 0], _ts(t, "inputBufferAdcTime"))
+            y = self.loop.audio_out(0, frames, _ts(t, "outputBufferDacTime"))
+            outdata[:] = y[:, None]
+        except Exception as e:  # never let an exception escape into PortAudio
+            self._callback_error(e, outdata)
+
+    def _input(self, indata, frames, t, status) -> None:
+        self.last_callback = time.monotonic()
+        try:
+            self.loop.audio_in(indata[:, 0], _ts(t, "inputBufferAdcTime"))
+        except Exception as e:
+            self._callback_error(e, None)
+
+    def _make_output(self, k: int):
+        def cb(outdata, frames, t, status) -> None:
+            try:
+                y = self.loop.audio_out(k, frames, _ts(t, "outputBufferDacTime"))
+                outdata[:] = y[:, None]
+            except Exception as e:
+                self._callback_error(e, outdata)
+        return cb
+
+    def _callback_error(self, e: Exception, outdata) -> None:
+        import sounddevice as sd
+
+        if outdata is not None:
+            outdata.fill(0)
+        self.finished_unexpectedly = f"audio callback failed: {type(e).__name__}: {e}"
+        raise sd.CallbackAbort

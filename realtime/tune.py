@@ -1,0 +1,141 @@
+"""Latency tuning: the smallest block this machine converts in time, with a safety margin.
+
+For each candidate block size (smallest first) a session converts a sung test phrase block by block
+with one torch thread, as the live worker does, and every block is timed. A block size passes when
+its p99 compute time is at most `safety` (70 %) of the block and a replay of the measured times on
+the live loop's schedule (a block is due one output margin after it is complete) has no dropout.
+The proposal is the smallest passing size; no audio device is needed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+CANDIDATES_MS = (23.0, 35.0, 46.0, 58.0, 70.0, 93.0, 116.0, 139.0, 186.0, 232.0)
+SAFETY = 0.7
+TEST_RATE = 48000
+
+
+@dataclass
+class TuneRow:
+    block_ms: float
+    compute_ms_p50: float
+    compute_ms_p90: float
+    compute_ms_p99: float
+    ratio_p99: float  # p99 compute / block duration
+    dropouts: int  # on the live loop's schedule, replaying the measured times
+    blocks: int
+    ok: bool
+
+
+@dataclass
+class TuneResult:
+    device: str
+    block_ms: float | None  # the proposal (None: no candidate passed)
+    rows: list[TuneRow] = field(default_factory=list)
+    latency_parts: dict[str, float] = field(default_factory=dict)
+    safety: float = SAFETY
+
+    @property
+    def latency_ms(self) -> float:
+        return float(sum(self.latency_parts.values()))
+
+    def table(self) -> str:
+        lines = [f"device {self.device}: block size vs per-block compute (1 torch thread)",
+                 f"{'block ms':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99/block':>10} {'dropouts':>9}  verdict"]
+        for r in self.rows:
+            lines.append(f"{r.block_ms:>9.1f} {r.compute_ms_p50:>8.2f} {r.compute_ms_p90:>8.2f} {r.compute_ms_p99:>8.2f} "
+                         f"{r.ratio_p99:>9.0%} {r.dropouts:>9d}  {'ok' if r.ok else 'too slow'}")
+        if self.block_ms is None:
+            lines.append(f"no block size kept p99 compute within {self.safety:.0%} of the block")
+        else:
+            lines.append(f"proposed block: {self.block_ms:.1f} ms (p99 compute <= {self.safety:.0%} of the block)")
+            lines.append(format_budget(self.latency_parts))
+        return "\n".join(lines)
+
+
+def format_budget(parts: dict[str, float]) -> str:
+    """The latency budget, part by part."""
+    w = max([len(k) for k in parts] + [5])
+    lines = ["latency budget:"] + [f"  {k:<{w}} {v:7.1f} ms" for k, v in parts.items()]
+    lines.append(f"  {'total':<{w}} {sum(parts.values()):7.1f} ms")
+    return "\n".join(lines)
+
+
+def sung_phrase(rate: int, seconds: float) -> np.ndarray:
+    """The bundled sung phrase at `rate`, repeated to `seconds` (a real voice, not a synthetic tone)."""
+    from models.audio_io import load_audio
+
+    wav, _ = load_audio(Path(__file__).resolve().parent.parent / "assets" / "demo_phrase.wav", sr=rate)
+    reps = int(np.ceil(seconds * rate / len(wav)))
+    return np.tile(wav, reps)[:int(seconds * rate)].astype(np.float32)
+
+
+def schedule_dropouts(compute_s: np.ndarray, block_s: float, margin_s: float, fade_s: float = 0.005) -> int:
+    """Dropouts of the live loop for these per-block compute times: block k is complete at (k+1)·block,
+    the worker takes blocks in order, and its output is due one margin later (less the fade)."""
+    end, gaps, late_prev = 0.0, 0, False
+    for k, c in enumerate(compute_s):
+        ready = (k + 1) * block_s
+        end = max(ready, end) + float(c)
+        late = end > ready + margin_s - fade_s
+        gaps += int(late and not late_prev)
+        late_prev = late
+    return gaps
+
+
+def measure_block(session, audio: np.ndarray, warmup: int = 3) -> np.ndarray:
+    """Per-block compute times (s) of `session` over `audio` (the first `warmup` blocks excluded)."""
+    b = int(session.block_size)
+    times = []
+    for k, i in enumerate(range(0, len(audio) - b + 1, b)):
+        t0 = time.perf_counter()
+        session.process(audio[i:i + b])
+        if k >= warmup:
+            times.append(time.perf_counter() - t0)
+    return np.asarray(times)
+
+
+def _session_config(config):
+    return config.session if hasattr(config, "session") else config
+
+
+def tune(config, seconds: float = 10.0, progress: Callable[[float, str], None] | None = None,
+         candidates_ms=CANDIDATES_MS, safety: float = SAFETY, stop_at_first: bool = True,
+         rate: int | None = None) -> TuneResult:
+    """Measure candidates (smallest first) and propose the smallest block that passes (see module doc)."""
+    import torch
+
+    from realtime.live import loop_latency_parts, open_session
+
+    torch.set_num_threads(1)
+    scfg = _session_config(config)
+    rate = int(rate or getattr(config, "sample_rate", None) or TEST_RATE)
+    audio = sung_phrase(rate, seconds)
+    result = TuneResult(device="?", block_ms=None, safety=safety)
+    for i, ms in enumerate(candidates_ms):
+        if progress:
+            progress(i / len(candidates_ms), f"block {ms:g} ms")
+        session = open_session(dataclasses.replace(scfg, block_ms=float(ms)), rate)
+        result.device = str(getattr(session, "device", "cpu"))
+        t = measure_block(session, audio)
+        block_s = session.block_size / rate
+        p50, p90, p99 = (np.percentile(t, [50, 90, 99]) if len(t) else np.zeros(3))
+        drop = schedule_dropouts(t, block_s, block_s)
+        ok = bool(len(t) and p99 <= safety * block_s and drop == 0)
+        result.rows.append(TuneRow(1000 * block_s, 1000 * p50, 1000 * p90, 1000 * p99, float(p99 / block_s),
+                                   drop, len(t), ok))
+        if ok and result.block_ms is None:
+            result.block_ms = 1000 * block_s
+            result.latency_parts = {str(k): float(v) for k, v in session.latency_parts().items()}
+            result.latency_parts.update(loop_latency_parts(session))
+            if stop_at_first:
+                break
+    if progress:
+        progress(1.0, "done")
+    return result

@@ -1,0 +1,140 @@
+"""The inference worker: whole blocks from the input ring -> session.process() -> the output rings.
+
+It is the only thread that touches the session (live changes are queued and applied between
+blocks), runs with one torch thread (DESIGN §5.5), times every block, and keeps the dry signal
+delayed by the session's own delay so that bypass lines up with the converted signal.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from realtime.meters import ComputeTimes, estimate_f0, to_db
+from realtime.output import OutputSink
+from realtime.ring import InputRing
+
+
+class DelayLine:
+    """A fixed delay of `n` samples across blocks."""
+
+    def __init__(self, n: int):
+        self.buf = np.zeros(max(0, int(n)), np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(self.buf) == 0:
+            return x
+        y = np.concatenate([self.buf, x])
+        self.buf = y[len(x):]
+        return y[:len(x)]
+
+
+class InferenceWorker:
+    def __init__(self, session, ring: InputRing, sinks: list[OutputSink], block: int, rate: int,
+                 dry_delay: int, on_error: Callable[[str], None], max_backlog: int | None = None):
+        self.session = session
+        self.ring, self.sinks = ring, sinks
+        self.block, self.rate = int(block), int(rate)
+        self.dry = DelayLine(dry_delay)
+        self.on_error = on_error
+        self.max_backlog = max_backlog or max(4 * self.block, self.rate // 2)
+        self.wake = threading.Event()
+        self.times = ComputeTimes()
+        self.blocks = 0
+        self.overruns = 0  # blocks whose output came too late for (part of) their slot, or were skipped
+        self.lost_input = 0
+        self.input_f0: float | None = None
+        self.output_f0: float | None = None
+        self.output_level_db = -120.0
+        self._changes: dict = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.checks: list[Callable[[], str | None]] = []  # stream watchdogs, polled between blocks
+
+    def queue_changes(self, **changes) -> None:
+        with self._lock:
+            self._changes.update(changes)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="comolive-inference", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def idle(self) -> bool:
+        """True while the worker waits for input (used by the file device's fast mode)."""
+        return self._idle.is_set()
+
+    def _apply_changes(self) -> None:
+        with self._lock:
+            changes, self._changes = self._changes, {}
+        if changes:
+            self.session.set(**changes)
+
+    def _run(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        last_check = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() - last_check > 0.25:
+                    last_check = time.monotonic()
+                    for check in self.checks:
+                        msg = check()
+                        if msg:
+                            self.on_error(msg)
+                            return
+                if self.ring.available() < self.block:
+                    self._idle.set()
+                    self.wake.wait(0.05)
+                    self.wake.clear()
+                    continue
+                self._idle.clear()
+                self._step()
+        except Exception as e:  # a bug or a model failure: report it, stop the loop cleanly
+            self.on_error(f"inference failed: {type(e).__name__}: {e}")
+        finally:
+            self._idle.set()
+
+    def _step(self) -> None:
+        backlog = self.ring.available()
+        if backlog > self.max_backlog:  # far behind: skip whole blocks, keep the newest one
+            n = (backlog - self.block) // self.block * self.block
+            self.ring.skip(n)
+            self._skip(n)
+        self._apply_changes()
+        start, x, lost = self.ring.read(self.block)
+        if lost:
+            self._skip(lost)
+        t0 = time.perf_counter()
+        y = np.asarray(self.session.process(x), np.float32).reshape(-1)
+        self.times.add(time.perf_counter() - t0)
+        if len(y) != len(x):
+            raise RuntimeError(f"session returned {len(y)} samples for a block of {len(x)}")
+        dry = self.dry(x)
+        late = 0
+        for s in self.sinks:
+            before = s.late_frames
+            s.push(y, dry)
+            late = max(late, s.late_frames - before)
+        if late:
+            self.overruns += 1
+        self.blocks += 1
+        self.input_f0 = estimate_f0(x, self.rate)
+        self.output_f0 = estimate_f0(y, self.rate)
+        self.output_level_db = to_db(float(np.max(np.abs(y))) if len(y) else 0.0)
+
+    def _skip(self, n: int) -> None:
+        self.overruns += max(1, n // self.block)
+        self.lost_input += n
+        for s in self.sinks:
+            s.skip(n)
