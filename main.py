@@ -135,19 +135,32 @@ def cmd_bench(a: argparse.Namespace) -> None:
 def cmd_eval(a: argparse.Namespace) -> None:
     import json
 
-    from engine.evaluate import evaluate_parallel, print_summary
+    from engine.eval_schema import validate
+    from engine.evaluate import evaluate_folder, evaluate_parallel, parse_systems, print_report
 
-    systems = []
-    for item in a.systems.split(","):
-        sampler, _, steps = item.partition(":")
-        if sampler not in ("student", "teacher") or not steps.isdigit():
-            raise _error(f"--systems: '{item}' is not SAMPLER:STEPS (e.g. student:1,teacher:50)")
-        systems.append((sampler, int(steps)))
-    result = evaluate_parallel(a.corpus, model=a.model, systems=systems, max_pairs=a.pairs, device=a.device)
-    print(f"held-out parallel split of {a.corpus}: {result['pairs']} conversions (voice A -> voice B)")
-    print_summary(result["summary"])
+    systems = parse_systems(a.systems)
+    skip = tuple(s for s in (a.skip or "").split(",") if s)
+    common = dict(model=a.model, systems=systems, device=a.device, skip=skip, plots_dir=a.plots)
+    if a.source_dir:
+        if a.corpus:
+            raise _error("give either a CORPUS or --source-dir, not both")
+        if not a.voice:
+            raise _error("--source-dir needs --voice (the target voice; see `voices`)")
+        doc = evaluate_folder(a.source_dir, a.voice, ref_dir=a.ref_dir, key=a.key, **common)
+        print(f"{doc['inputs']['files']} file(s) of {a.source_dir} -> voice '{a.voice}', key {a.key:+g}")
+    elif a.corpus:
+        if a.voice or a.ref_dir:
+            raise _error("--voice and --ref-dir go with --source-dir (the corpus split picks its own voices)")
+        doc = evaluate_parallel(a.corpus, max_pairs=a.pairs, **common)
+        print(f"held-out parallel split of {a.corpus}: {doc['inputs']['pairs']} conversions (voice A -> voice B)")
+    else:
+        raise _error("eval needs a CORPUS folder or --source-dir DIR --voice V")
+    print_report(doc, per_file=not a.summary_only)
+    if a.plots:
+        print(f"plots: {', '.join(doc.get('plots', []))}")
     if a.json:
-        Path(a.json).write_text(json.dumps(result, indent=2))
+        validate(doc)
+        Path(a.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {a.json}")
 
 
@@ -239,11 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     xv.add_argument("--float32", action="store_true", help="keep float32 weights")
     xv.set_defaults(func=cmd_export_vocoder)
 
-    ev = sub.add_parser("eval", help="objective quality on the corpus's held-out parallel split")
-    ev.add_argument("corpus", help="corpus folder built by `corpus`")
+    ev = sub.add_parser("eval", help="objective quality: the corpus's held-out parallel split, or a folder of "
+                                     "your recordings converted to a voice")
+    ev.add_argument("corpus", nargs="?", default=None, help="corpus folder built by `corpus` (parallel split)")
+    ev.add_argument("--source-dir", default=None, help="folder of source recordings to convert and measure")
+    ev.add_argument("--voice", default=None, help="target voice for --source-dir")
+    ev.add_argument("--ref-dir", default=None, help="reference clips of the target voice (speaker similarity); "
+                                                   "default: the model's own d-vector of the voice")
+    ev.add_argument("--key", type=_key, default=0.0, help="key shift for --source-dir (semitones)")
     ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
-    ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions")
-    ev.add_argument("--json", default=None)
+    ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions (parallel split)")
+    ev.add_argument("--skip", default=None, help="metrics to leave out: mcd,dnsmos,cer,stream")
+    ev.add_argument("--plots", default=None, help="folder for PNG plots (pitch, spectrograms, metric bars)")
+    ev.add_argument("--summary-only", action="store_true", help="print only the per-system table")
+    ev.add_argument("--json", default=None, help="write the report as JSON (schema: engine/eval_schema.py)")
     model_args(ev)
     ev.set_defaults(func=cmd_eval)
 

@@ -5,6 +5,8 @@
   (CheapTrick, 16 kHz) warped to the mel scale (all-pass, alpha 0.42) and turned into 25
   cepstral coefficients of the log amplitude; c0 (energy) is excluded, as is usual.
 - speaker similarity: cosine of resemblyzer d-vectors.
+- content preservation: character error rate between two transcripts (Levenshtein on normalised text).
+- streamed vs offline: energy of the difference relative to the reference signal, in dB.
 """
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ MCD_SR = 16000
 MCD_DIMS = 25
 ALPHA = 0.42  # all-pass constant that approximates the mel scale at 16 kHz
 FRAME_S = 0.005
+
+
+def expected_f0(f0_source: np.ndarray, key: float) -> np.ndarray:
+    """What a conversion should sing: the source f0 moved by the key shift (0 stays unvoiced)."""
+    return np.asarray(f0_source, float) * 2.0 ** (float(key) / 12.0)
 
 
 def cents_error(f0_out: np.ndarray, f0_ref: np.ndarray) -> dict[str, float]:
@@ -68,3 +75,46 @@ def mel_cepstral_distortion(wav_out: np.ndarray, wav_ref: np.ndarray, sr: int, v
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, letters/digits/apostrophes only, single spaces: transcripts differ in casing and punctuation."""
+    kept = "".join(c if c.isalnum() or c == "'" else " " for c in text.lower())
+    return " ".join(kept.split())
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def character_error_rate(reference: str, hypothesis: str) -> float:
+    """Edits needed to turn the reference transcript into the hypothesis, per reference character.
+
+    Both are normalised first. NaN when the reference is empty (nothing to preserve)."""
+    ref, hyp = normalise_text(reference), normalise_text(hypothesis)
+    if not ref:
+        return float("nan")
+    return edit_distance(ref, hyp) / len(ref)
+
+
+DIFF_FLOOR_DB = -200.0
+
+
+def difference_db(signal: np.ndarray, reference: np.ndarray) -> float:
+    """10 log10(energy(signal - reference) / energy(reference)) over the common length; floored at -200 dB
+    (identical signals) so that the figure stays a finite JSON number."""
+    n = min(len(signal), len(reference))
+    a, b = np.asarray(signal[:n], np.float64), np.asarray(reference[:n], np.float64)
+    err, ref = float(np.sum((a - b) ** 2)), float(np.sum(b**2))
+    if ref == 0.0:
+        return DIFF_FLOOR_DB if err == 0.0 else float("inf")
+    return max(DIFF_FLOOR_DB, 10.0 * np.log10(max(err / ref, 1e-300)))
