@@ -1,0 +1,86 @@
+"""The consistency decoder on a live stream: one or more network evaluations, frame by frame.
+
+Conditions are computed per frame (speaker embedding and formant shift may differ from frame to
+frame, which is how live voice/formant changes ramp without clicks), then pushed through
+models.streaming.StreamingDenoiser stages. steps = 1 is the one-step student at sigma_max; steps = k
+chains k stages exactly as ConsistencyDecoder.sample does (x = x0 + noise(k) * sqrt(s_k^2 - s_min^2),
+then denoise at s_k), each stage adding its lookahead. Noise is models.noise.frame_noise indexed by
+absolute frame and step, so a stream decodes like VoiceModel.decode of the same features.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from models.edm import EDMDecoder, karras_sigmas, unit_to_mel
+from models.noise import frame_noise
+from models.streaming import Fifo, StreamingDenoiser
+
+
+def condition(decoder: EDMDecoder, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
+    """ConditionEncoder.forward before its smoothing conv, per frame: [1, cond_dim, n].
+
+    content [n, C]; f0 (unvoiced filled), voiced, loudness (dB), shift (semitones) [n]; speaker [n, S]."""
+    enc = decoder.net.cond_encoder
+    p = next(decoder.parameters())
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a, np.float32), device=p.device)
+
+    lf0 = torch.log1p(t(f0).clamp(min=0) / 700.0)
+    h = enc.content(t(content))
+    h = h + enc.pitch(torch.stack([lf0, t(voiced)], -1))
+    h = h + enc.loudness(((t(loudness) + 40.0) / 20.0).unsqueeze(-1))
+    h = h + enc.speaker(t(speaker))
+    h = h + enc.shift((t(shift) / 5.0).unsqueeze(-1))
+    return h.t().unsqueeze(0)
+
+
+class DecoderStream:
+    """push(condition [1, cond_dim, n]) -> log-mel frames [n_mels, k], lagging by lookahead_frames."""
+
+    def __init__(self, decoder: EDMDecoder, steps: int = 1, seed: int = 0):
+        cfg = decoder.cfg
+        self.cfg, self.steps, self.seed = cfg, int(steps), int(seed)
+        sig = karras_sigmas(max(self.steps, 1) + 1, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+        self.sigmas = [float(sig[k]) if k else float(cfg.sigma_max) for k in range(self.steps)]
+        self.stages = [StreamingDenoiser(decoder, sigma=s, seed=seed) for s in self.sigmas]
+        self.lookahead_frames = sum(s.lookahead_frames for s in self.stages)
+        self.reset()
+
+    def reset(self) -> None:
+        for s in self.stages:
+            s.reset()
+        self._pre = [Fifo() for _ in self.stages[1:]]  # conditions waiting for the previous stage's frames
+        self._frames = [0] * len(self.stages)  # frames pushed into each stage
+
+    @staticmethod
+    def _push(stage: StreamingDenoiser, pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """StreamingDenoiser.push with a precomputed condition and a given noisy input x (= noise * sigma)."""
+        stage.frames_in += pre.shape[-1]
+        stage._like = pre[..., :0]
+        stage._batched = True  # keep [B, M, k]
+        return stage._run(pre, x, last=False)
+
+    def _noise(self, step: int, start: int, n: int, like: torch.Tensor) -> torch.Tensor:
+        z = torch.from_numpy(frame_noise(self.seed, step, start, n, self.cfg.n_mels))
+        return z.to(device=like.device, dtype=like.dtype).unsqueeze(0)
+
+    def push(self, pre: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            n = pre.shape[-1]
+            x = self._noise(0, self._frames[0], n, pre) * self.sigmas[0]
+            for f in self._pre:
+                f.push(pre)
+            y = self._push(self.stages[0], pre, x)
+            self._frames[0] += n
+            for k in range(1, self.steps):
+                m = y.shape[-1]
+                pk = self._pre[k - 1].pop(m)
+                s = self.sigmas[k]
+                x = y + self._noise(k, self._frames[k], m, y) * math.sqrt(s * s - self.cfg.sigma_min ** 2)
+                self._frames[k] += m
+                y = self._push(self.stages[k], pk, x)
+            return unit_to_mel(y, self.cfg)[0]

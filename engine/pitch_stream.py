@@ -1,0 +1,162 @@
+"""Live pitch: a 16 kHz pitch extractor run on short sliding windows fixed to an absolute chunk grid.
+
+FCPE (and pyworld) look at the whole signal they are given, so live f0 comes from windows: every
+`chunk` samples (aligned to t = 0, like the content chunks), the extractor runs once on the `window`
+samples that end at the chunk end (zeros before the stream start) and the frames that end at least
+`right` frames before the window end are kept. The result does not depend on how the input was cut
+into blocks. Measured on a 220 Hz vibrato tone against whole-file FCPE: a 0.32 s window is within
+0.3 cents in the middle; the last frame of a window is off by up to ~9 cents, the one before by ~1,
+hence one frame (10 ms) of right context by default.
+
+Post-processing must be causal here (the offline pipeline looks both ways):
+* octave guard: a voiced frame 12 ± 2 semitones away from the median of itself and the previous
+  8 raw voiced frames is moved by an octave (offline compares with ±5 frames); a real leap stops
+  being "corrected" once it has lasted about 5 frames;
+* unvoiced frames hold the last voiced f0 (offline interpolates towards the next voiced frame,
+  which would need unbounded lookahead); before the first voiced frame f0 is 0, as offline when a
+  file has no voiced frame.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.pitch import make_pitch_extractor
+
+PITCH_RATE = 16000
+PITCH_HOP = 160
+
+
+def _fast_depthwise(conv: nn.Conv1d) -> None:
+    """A depthwise Conv1d as k shifted multiply-adds (same products, other summation order)."""
+    w = conv.weight[:, 0, :].unsqueeze(-1)  # [C, k, 1]
+    b = conv.bias
+    pad = conv.padding[0]
+    k = w.shape[1]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return F.conv1d(x, conv.weight, b, 1, pad, 1, conv.groups)
+        xp = F.pad(x, (pad, pad))
+        t = x.shape[-1]
+        y = xp[..., :t] * w[:, 0]
+        for j in range(1, k):
+            y = torch.addcmul(y, xp[..., j:j + t], w[:, j])
+        return y + b.view(1, -1, 1) if b is not None else y
+
+    conv.forward = forward
+
+
+def _fast_pointwise(conv: nn.Conv1d) -> None:
+    """A 1x1 Conv1d as one matrix product: oneDNN's small-length path is several times slower."""
+    w = conv.weight[:, :, 0]  # [C_out, C_in]
+    b = conv.bias
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return F.conv1d(x, conv.weight, b)
+        y = torch.matmul(w, x)
+        return y + b.view(1, -1, 1) if b is not None else y
+
+    conv.forward = forward
+
+
+def speed_up_fcpe(model: nn.Module) -> int:
+    """Patch the depthwise and 1x1 Conv1d modules of a loaded FCPE model (CPU live path only:
+    FCPE runs on windows of a few dozen frames there); returns how many were patched."""
+    n = 0
+    for m in model.modules():
+        if not isinstance(m, nn.Conv1d) or m.stride[0] != 1 or m.dilation[0] != 1 or m.padding_mode != "zeros":
+            continue
+        if m.kernel_size[0] == 1 and m.groups == 1 and m.padding[0] == 0:
+            _fast_pointwise(m)
+            n += 1
+        elif m.groups > 1 and m.groups == m.in_channels == m.out_channels:
+            _fast_depthwise(m)
+            n += 1
+    return n
+
+
+class PitchStream:
+    """push(16 kHz samples) -> f0 of the newly final frames (Hz, 0 = unvoiced; raw, no guard)."""
+
+    def __init__(self, name: str = "fcpe", device=None, window_s: float = 0.32, chunk_samples: int = 1280,
+                 right_frames: int = 1):
+        self.ex = make_pitch_extractor(name, device=device)
+        if self.ex.sample_rate != PITCH_RATE or self.ex.hop_length != PITCH_HOP:
+            raise ValueError("PitchStream expects a 16 kHz, hop 160 extractor")
+        if hasattr(self.ex, "model"):
+            speed_up_fcpe(self.ex.model)
+        self.window = int(round(window_s * PITCH_RATE / PITCH_HOP)) * PITCH_HOP
+        self.chunk = int(chunk_samples)
+        self.right = int(right_frames)
+        if self.chunk % PITCH_HOP or self.chunk > self.window - self.right * PITCH_HOP:
+            raise ValueError("pitch chunk must be whole frames and fit in the window with its right context")
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(self.window, np.float32)  # the window ending at the last chunk end
+        self._pending = np.zeros(0, np.float32)
+        self.chunks = 0
+        self.frames_out = 0
+
+    def available(self, n16):
+        """Frames final after n16 samples (vectorised): chunks done, minus the right context."""
+        e = (np.asarray(n16, dtype=np.int64) // self.chunk) * self.chunk
+        return np.maximum(0, e // PITCH_HOP - self.right)
+
+    @property
+    def lookahead_s(self) -> float:
+        return self.right * PITCH_HOP / PITCH_RATE
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self._pending = np.concatenate([self._pending, x])
+        out = []
+        while len(self._pending) >= self.chunk:
+            self._buf = np.concatenate([self._buf[self.chunk:], self._pending[: self.chunk]])
+            self._pending = self._pending[self.chunk:]
+            self.chunks += 1
+            f0 = self.ex.extract(self._buf)  # window frames; frame i ends at window start + (i + 1) * hop
+            end_frame = self.chunks * self.chunk // PITCH_HOP - self.right  # global frames final now
+            first_in_window = self.chunks * self.chunk // PITCH_HOP - len(f0)
+            out.append(f0[self.frames_out - first_in_window: end_frame - first_in_window])
+            self.frames_out = end_frame
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+class CausalF0:
+    """Causal octave guard and unvoiced hold (see module docstring); one frame at a time or a batch."""
+
+    def __init__(self, history: int = 8, tolerance_semitones: float = 2.0):
+        self.history = int(history)
+        self.tol = tolerance_semitones / 12.0
+        self.reset()
+
+    def reset(self) -> None:
+        self._raw = deque(maxlen=self.history)  # log2 f0 of the previous raw voiced frames
+        self._last = 0.0
+
+    def __call__(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """raw f0 [n] -> (guarded f0 with 0 unvoiced, f0 with unvoiced held, voiced mask float32)."""
+        guarded = np.zeros(len(f0), np.float32)
+        held = np.zeros(len(f0), np.float32)
+        for i, v in enumerate(np.asarray(f0, np.float64)):
+            if v > 0 and np.isfinite(v):
+                lv = float(np.log2(v))
+                win = list(self._raw) + [lv]
+                g = v
+                if len(win) >= 3:
+                    d = lv - float(np.median(win))
+                    if abs(d - 1.0) <= self.tol:
+                        g = v * 0.5
+                    elif abs(d + 1.0) <= self.tol:
+                        g = v * 2.0
+                self._raw.append(lv)
+                guarded[i] = g
+                self._last = g
+            held[i] = self._last if guarded[i] == 0 else guarded[i]
+        return guarded, held, (guarded > 0).astype(np.float32)

@@ -1,0 +1,545 @@
+"""The streaming conversion session: device-rate blocks in, converted blocks out, fixed known delay.
+
+    s = StreamSession(SessionConfig(sample_rate=48000, block_ms=80))
+    y = s.process(x)            # x, y: float32 [s.block_size]; y is the conversion delayed by s.latency_samples
+    s.set(key=12, voice="us2")  # from any thread; applied at the next block, ramped over ~46 ms
+    s.latency_parts()           # ms by named part, summing to s.latency_samples
+
+Signal path (every stage keeps its state and computes only new frames; DESIGN §5):
+  device rate --FIR--> 16 kHz --> Whisper content (80 ms chunks, 1 s windows; engine/content.py)
+                                 \\-> pitch (sliding windows on the same chunk grid; engine/pitch_stream.py)
+              --FIR--> 22 050 Hz --> loudness (engine/feature_stream.py)
+  -> model frames (nearest-frame alignment as offline) -> key shift, causal octave guard, unvoiced hold
+  -> one-step decoder (engine/decoder_stream.py) -> streamed vocoder (models/vocoders.py)
+  -> 22 050 Hz --FIR--> device rate, read at exactly latency_samples behind the input.
+
+Latency. The output sample n is the conversion of input sample n - latency_samples. latency_samples
+is the smallest delay for which every output sample of every block (of block_size samples) has been
+computed when process() returns; it is found by running the stages' sample/frame bookkeeping (not
+the networks) over 260 s of blocks. It covers the stages' lookaheads and the waits caused by chunk and
+frame grids; it does NOT include the block itself: an audio loop adds one block (the time to fill
+it) plus its output margin, so end-to-end = latency_samples + block + margin
+(`end_to_end_floor_ms` = latency + block).
+
+Level. Offline conversion normalises the whole file to -20 dBFS active level before extracting
+features and undoes the gain at the end (engine/loudness_norm.py). A live stream cannot know its
+level in advance, so it applies a fixed reference gain (`input_gain_db`, default 0 dB: a singer
+peaking around -10 dBFS with an active level near -20 dBFS matches training) to the features' input
+and divides the output by the same gain, so the output follows the input's level as offline does.
+
+Noise gate. When the input block level has stayed below gate_db for gate_hold_ms, inference stops
+and the output fades to silence (FADE_MS). The next block above gate_db restarts every stream at time
+0 (as if a new recording began at that block) and the output fades in at the restart's first output
+sample, which comes latency_samples later. While the gate stays open, the output does not depend on
+how the input was cut into blocks: run_offline() with any block size gives the same samples.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from engine.content import CONTENT_HOP, CONTENT_SAMPLE_RATE, WhisperContent
+from engine.decoder_stream import DecoderStream, condition
+from engine.feature_stream import LoudnessStream, grid_index
+from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream
+from engine.resample_stream import RationalResampler, StreamResampler
+from models.device import pick_device
+from models.errors import ComoliveError
+from models.vocoders import load_vocoder
+from models.voice_model import VoiceModel
+
+MIN_RATE, MAX_RATE = 16000, 96000
+MIN_BLOCK_MS, MAX_BLOCK_MS = 5.0, 1000.0
+RESAMPLE_MS = 1.5      # half length of the FIR resampling kernels (= their delay)
+RAMP_FRAMES = 4        # live key / formant / voice changes ramp over this many model frames (~46 ms)
+FADE_MS = 5.0          # gate fade out / in
+PLAN_SECONDS = 260.0   # horizon of the latency bookkeeping
+LIVE_KEYS = ("key", "formant", "voice", "gate_db", "gate_hold_ms", "input_gain_db")
+
+
+@dataclass
+class SessionConfig:
+    sample_rate: int = 48000        # device rate of the blocks given to process()
+    block_ms: float = 80.0          # block_size = round(block_ms * sample_rate / 1000)
+    model: str | None = None        # voice model path; None = embedded default
+    voice: str | None = None        # trained voice name; None = model default
+    key: float = 0.0                # semitones (pitch shift), live-changeable
+    formant: float = 0.0            # formant shift in semitones (the decoder's `shift` input), live-changeable
+    steps: int = 1                  # 1 = one-step student; k > 1 = multistep consistency (more lookahead)
+    pitch: str = "fcpe"             # pitch extractor
+    vocoder: str = "auto"           # "auto" = models.vocoders.default_live_vocoder(device), or a name
+    device: str | None = None       # None = CUDA when available, else CPU
+    gate_db: float = -50.0          # noise gate threshold (dBFS of the input block); live-changeable
+    gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
+    seed: int = 0
+    input_gain_db: float = 0.0      # fixed reference gain before feature extraction (see module doc)
+    pitch_window_s: float = 0.16    # pitch extractor window per 80 ms chunk
+    threads: int | None = 1         # torch threads for the live path (None: leave as is)
+
+
+@dataclass
+class SessionStats:
+    input_level_db: float = -200.0
+    output_level_db: float = -200.0
+    input_f0_hz: float = 0.0        # median of the voiced model frames made in this block (before key shift)
+    output_f0_hz: float = 0.0       # the same after key shift (what the decoder and vocoder were given)
+    gated: bool = True
+    compute_ms: float = 0.0
+    stage_ms: dict = field(default_factory=dict)  # resample, pitch, content, decoder, vocoder
+    frames: int = 0                 # model frames decoded in this block
+    nonfinite: int = 0              # NaN/inf input samples replaced by 0 (total since start)
+    underflows: int = 0             # output samples that were not ready in time (total; 0 with fixed blocks)
+    restarts: int = 0               # gate reopenings (total)
+
+
+def _level_db(x: np.ndarray) -> float:
+    if len(x) == 0:
+        return -200.0
+    ms = float(np.mean(np.square(x, dtype=np.float64)))
+    return 10.0 * math.log10(ms) if ms > 1e-20 else -200.0
+
+
+def _resolve_vocoder(name: str, device: torch.device) -> str:
+    if str(name).strip().lower() != "auto":
+        return name
+    from models import vocoders
+
+    pick = getattr(vocoders, "default_live_vocoder", None)
+    if pick is not None:
+        return pick(device)
+    return "hifigan"
+
+
+class _Ramp:
+    """A value (scalar or vector) that moves linearly to a new target over RAMP_FRAMES frames."""
+
+    def __init__(self, value):
+        self.cur = np.asarray(value, np.float64).copy()
+        self.target = self.cur.copy()
+        self.left = 0
+
+    def set(self, target, jump: bool = False) -> None:
+        self.target = np.asarray(target, np.float64).copy()
+        self.left = 0 if jump else RAMP_FRAMES
+        if jump:
+            self.cur = self.target.copy()
+
+    def take(self, n: int) -> np.ndarray:
+        """Values for the next n frames [n, ...]."""
+        out = np.empty((n,) + self.cur.shape, np.float64)
+        for i in range(n):
+            if self.left > 0:
+                self.cur = self.cur + (self.target - self.cur) / self.left
+                self.left -= 1
+            out[i] = self.cur
+        return out
+
+
+class StreamSession:
+    """A loaded model, its feature extractors and vocoder, and the state of one live stream."""
+
+    def __init__(self, config: SessionConfig):
+        self.config = cfg = replace(config)
+        self._validate(cfg)
+        if cfg.threads is not None:
+            torch.set_num_threads(int(cfg.threads))
+        self._device = pick_device(cfg.device)
+        self.device = "cuda:0" if self._device.type == "cuda" else "cpu"
+        self.model = VoiceModel.load(cfg.model, device=self._device)
+        self.mcfg = m = self.model.cfg
+        self.voice = cfg.voice or self.model.meta.get("default_voice") or sorted(self.model.voices)[0]
+        self.model.speaker(self.voice)  # unknown voice -> ComoliveError now
+        if self.model.student is None and cfg.steps >= 1:
+            raise ComoliveError("this model has no one-step student decoder; live conversion needs one")
+        self.sr = int(cfg.sample_rate)
+        self.block_size = int(round(cfg.block_ms * self.sr / 1000.0))
+
+        # stages
+        k_in = max(1, int(round(RESAMPLE_MS * self.sr / 1000.0)))
+        self.k_in = k_in
+        self.res16 = StreamResampler(self.sr, CONTENT_SAMPLE_RATE, k_in)
+        self.res22 = StreamResampler(self.sr, m.sample_rate, k_in)
+        threads = torch.get_num_threads()
+        self.content = WhisperContent(device=self.device, threads=threads)
+        self.content_stream = self.content.stream()
+        self.content_chunk = self.content.chunk_samples
+        self.pitch = PitchStream(cfg.pitch, device=self.device, window_s=cfg.pitch_window_s,
+                                 chunk_samples=self.content_chunk)
+        self.loud = LoudnessStream(m.hop_length, 1024)
+        self.f0_post = CausalF0()
+        self.decoder = DecoderStream(self.model.student, steps=cfg.steps, seed=cfg.seed)
+        self.vocoder_name = _resolve_vocoder(cfg.vocoder, self._device)
+        self.vocoder = load_vocoder(self.vocoder_name, device=self._device)
+        if self.vocoder.sample_rate != m.sample_rate or self.vocoder.hop_length != m.hop_length:
+            raise ComoliveError(f"vocoder {self.vocoder_name!r} works at {self.vocoder.sample_rate} Hz / hop "
+                                f"{self.vocoder.hop_length}, the model at {m.sample_rate} Hz / hop {m.hop_length}")
+        self.voc_stream = self.vocoder.stream()
+        self.k_out = max(1, int(round(RESAMPLE_MS * m.sample_rate / 1000.0)))
+
+        # latency: bookkeeping of every stage over many blocks
+        self._plan_grids()
+        self.latency_samples, self._parts = self._plan_latency()
+        self.out_res = RationalResampler(m.sample_rate, self.sr, self.k_out,
+                                         offset=(self.latency_samples - k_in) * self._q_out)
+
+        # live settings
+        self._lock = threading.Lock()
+        self._pending: dict = {}
+        self.key = _Ramp(cfg.key)
+        self.formant = _Ramp(cfg.formant)
+        self.speaker = _Ramp(self.model.speaker(self.voice))
+        self.gate_db = float(cfg.gate_db)
+        self.gate_hold = int(round(cfg.gate_hold_ms * self.sr / 1000.0))
+        self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
+        self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
+        self.stats = SessionStats()
+        self.reset()
+
+    # ------------------------------------------------------------------ configuration
+    @staticmethod
+    def _validate(cfg: SessionConfig) -> None:
+        sr = cfg.sample_rate
+        if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or not MIN_RATE <= sr <= MAX_RATE:
+            raise ComoliveError(f"unsupported sample rate {sr!r}: use a whole number of Hz from {MIN_RATE} "
+                                f"to {MAX_RATE}")
+        if not (isinstance(cfg.block_ms, (int, float)) and math.isfinite(cfg.block_ms)):
+            raise ComoliveError(f"block_ms must be a number, got {cfg.block_ms!r}")
+        if cfg.block_ms < MIN_BLOCK_MS:
+            raise ComoliveError(f"block of {cfg.block_ms:g} ms is too small (at least {MIN_BLOCK_MS:g} ms)")
+        if cfg.block_ms > MAX_BLOCK_MS:
+            raise ComoliveError(f"block of {cfg.block_ms:g} ms is too large (at most {MAX_BLOCK_MS:g} ms)")
+        if not isinstance(cfg.steps, int) or not 1 <= cfg.steps <= 8:
+            raise ComoliveError(f"steps must be a whole number from 1 to 8, got {cfg.steps!r}")
+        for name in ("key", "formant", "gate_hold_ms", "input_gain_db"):
+            v = getattr(cfg, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ComoliveError(f"{name} must be a finite number, got {v!r}")
+        if cfg.gate_hold_ms < 0:
+            raise ComoliveError("gate_hold_ms must be >= 0")
+        if not isinstance(cfg.gate_db, (int, float)) or math.isnan(cfg.gate_db):
+            raise ComoliveError(f"gate_db must be a number (-inf turns the gate off), got {cfg.gate_db!r}")
+
+    def set(self, **changes) -> None:
+        """Change key, formant, voice, gate_db, gate_hold_ms or input_gain_db; applied at the next block.
+
+        Thread-safe; values are checked here, so a bad value raises in the caller's thread and the
+        stream goes on unchanged."""
+        unknown = set(changes) - set(LIVE_KEYS)
+        if unknown:
+            extra = " (steps changes the latency: start a new session)" if "steps" in unknown else ""
+            raise ComoliveError(f"cannot change {', '.join(sorted(unknown))} live{extra}; "
+                                f"live settings: {', '.join(LIVE_KEYS)}")
+        if "voice" in changes:
+            self.model.speaker(changes["voice"])
+        trial = replace(self.config, **{k: v for k, v in changes.items() if k != "voice"})
+        self._validate(trial)
+        with self._lock:
+            self._pending.update(changes)
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            ch, self._pending = self._pending, {}
+        if not ch:
+            return
+        self.config = replace(self.config, **ch)
+        if "key" in ch:
+            self.key.set(float(ch["key"]))
+        if "formant" in ch:
+            self.formant.set(float(ch["formant"]))
+        if "voice" in ch:
+            self.voice = ch["voice"]
+            self.speaker.set(self.model.speaker(self.voice))
+        if "gate_db" in ch:
+            self.gate_db = float(ch["gate_db"])
+        if "gate_hold_ms" in ch:
+            self.gate_hold = int(round(float(ch["gate_hold_ms"]) * self.sr / 1000.0))
+        if "input_gain_db" in ch:
+            self.gain = 10.0 ** (float(ch["input_gain_db"]) / 20.0)
+
+    # ------------------------------------------------------------------ latency bookkeeping
+    def _plan_grids(self) -> None:
+        m = self.mcfg
+        n_frames = int(PLAN_SECONDS * m.frame_rate) + 64
+        i = np.arange(n_frames)
+        self._cidx = grid_index(i, m.sample_rate, m.hop_length, CONTENT_SAMPLE_RATE, CONTENT_HOP)
+        self._pidx = grid_index(i, m.sample_rate, m.hop_length, PITCH_RATE, PITCH_HOP)
+        g = math.gcd(m.sample_rate, self.sr)
+        self._p_out, self._q_out = self.sr // g, m.sample_rate // g
+
+    def _model_frames(self, n, chunked: bool = True, features: bool = True):
+        """Model frames whose features are all final after n input samples (vectorised)."""
+        n16 = self.res16.available(n)
+        n22 = self.res22.available(n)
+        if not features:
+            return n22 // self.mcfg.hop_length
+        if chunked:
+            cf = (n16 // self.content_chunk) * self.content.chunk_frames
+            pf = self.pitch.available(n16)
+        else:
+            cf = n16 // CONTENT_HOP
+            pf = np.maximum(0, n16 // PITCH_HOP - self.pitch.right)
+        fc = np.searchsorted(self._cidx, cf, side="left")
+        fp = np.searchsorted(self._pidx, pf, side="left")
+        return np.minimum(np.minimum(fc, fp), self.loud.available(n22))
+
+    def _delay_for(self, frames: np.ndarray, ends: np.ndarray, post: bool = True) -> int:
+        """Smallest output delay such that block ends `ends` find their last output sample computed."""
+        hop = self.mcfg.hop_length
+        if post:
+            fd = np.maximum(0, frames - self.decoder.lookahead_frames)
+            v = np.maximum(0, fd * hop - self.voc_stream.delay_samples)
+            k_out = self.k_out
+        else:
+            v, k_out = frames * hop, 0
+        # output n reads model-rate position (n - D + k_in) * Q / P; needs floor(pos) + k_out < v
+        u_max = -((-(v - k_out) * self._p_out) // self._q_out) - 1
+        return int(np.max(ends - 1 + self.k_in - u_max))
+
+    def _plan_latency(self) -> tuple[int, dict]:
+        b = self.block_size
+        ends = np.arange(1, int(PLAN_SECONDS * self.sr) // b + 1, dtype=np.int64) * b
+        d_all = self._delay_for(self._model_frames(ends), ends)
+        d_fine = self._delay_for(self._model_frames(ends, chunked=False), ends)
+        d_grid = self._delay_for(self._model_frames(ends, features=False), ends)
+        d_bare = self._delay_for(self._model_frames(ends, features=False), ends, post=False)
+        latency = max(d_all, self.k_in)
+        sr = self.sr
+        m = self.mcfg
+        dec = self.decoder.lookahead_frames * m.hop_length / m.sample_rate
+        voc = self.voc_stream.delay_samples / m.sample_rate
+        rout = self.k_out / m.sample_rate
+        post_s = (d_grid - d_bare) / sr  # decoder + vocoder + output resampling, as whole samples
+        parts = {
+            "resampling in": self.k_in / sr,
+            "frame grid": (d_bare - self.k_in) / sr,
+            "feature lookahead (loudness window, pitch)": (d_fine - d_grid) / sr,
+            "content/pitch chunk": (latency - d_fine) / sr,
+            "decoder lookahead": dec,
+            "vocoder lookahead": voc,
+            "resampling out": rout,
+            "rounding": post_s - dec - voc - rout,
+        }
+        return latency, {k: 1000.0 * v for k, v in parts.items()}
+
+    def latency_parts(self) -> dict[str, float]:
+        """ms by named part; the parts sum to latency_samples / sample_rate * 1000."""
+        return dict(self._parts)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sr
+
+    @property
+    def end_to_end_floor_ms(self) -> float:
+        """latency + one block: the least any block-based audio loop can reach (before its output margin)."""
+        return 1000.0 * (self.latency_samples + self.block_size) / self.sr
+
+    # ------------------------------------------------------------------ stream state
+    def reset(self) -> None:
+        """Back to time 0 with all stream state cleared (live settings are kept)."""
+        self._restart_streams()
+        self.n_total = 0           # input samples seen since reset
+        self.origin = 0            # n_total at which the current stream started
+        self.open = False
+        self.quiet = self.gate_hold  # start closed: the first loud block opens the gate
+        self.fade_in_at: int | None = None
+        self.stats = SessionStats()
+
+    def _restart_streams(self) -> None:
+        for s in (self.res16, self.res22, self.content_stream, self.pitch, self.loud, self.f0_post,
+                  self.decoder, self.voc_stream):
+            s.reset()
+        self.out_res.reset() if hasattr(self, "out_res") else None
+        self._content = np.zeros((0, self.content.dim), np.float32)
+        self._c0 = 0
+        self._f0raw = np.zeros(0, np.float32)
+        self._p0 = 0
+        self._loud = np.zeros(0, np.float32)
+        self._l0 = 0
+        self.frames = 0            # model frames assembled
+        self._voc_f0: list[np.ndarray] = []  # vocoder f0 of frames pushed to the decoder, not yet decoded
+        self._dec_out = 0
+
+    # ------------------------------------------------------------------ processing
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """One block in (float32 mono; any length, block_size for the declared latency) -> same length out."""
+        t_start = time.perf_counter()
+        self._apply_pending()
+        x = np.asarray(block, dtype=np.float32)
+        if x.ndim > 1:
+            x = x.reshape(len(x), -1).mean(axis=1) if x.shape[0] else x.reshape(0)
+        x = np.array(x, dtype=np.float32, copy=True).reshape(-1)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self.stats.nonfinite += int(bad.sum())
+            x[bad] = 0.0
+        np.clip(x, -1.0, 1.0, out=x)
+        n = len(x)
+        st = self.stats
+        st.stage_ms = {k: 0.0 for k in ("resample", "pitch", "content", "decoder", "vocoder")}
+        st.frames, st.input_f0_hz, st.output_f0_hz = 0, 0.0, 0.0
+        st.input_level_db = _level_db(x)
+
+        # noise gate
+        loud = st.input_level_db >= self.gate_db
+        self.quiet = 0 if loud else self.quiet + n
+        closing = False
+        if not self.open and loud:
+            self.open = True
+            self.origin = self.n_total
+            self._restart_streams()
+            self.fade_in_at = self.origin + self.latency_samples
+            st.restarts += 1
+        elif self.open and self.quiet >= self.gate_hold and self.quiet > 0:
+            closing = True
+
+        if self.open:
+            y = self._convert(x)
+        else:
+            y = np.zeros(n, np.float32)
+        if closing:
+            ramp = np.zeros(n, np.float32)
+            f = min(self.fade, n)
+            ramp[:f] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(f) + 1) / f)
+            y *= ramp
+            self.open = False
+        if self.fade_in_at is not None and self.open:
+            a = self.fade_in_at - self.n_total  # fade start inside this block
+            idx = np.arange(n) - a
+            if a < n:
+                g = np.clip((idx + 1) / self.fade, 0.0, 1.0)
+                y *= (0.5 - 0.5 * np.cos(np.pi * g)).astype(np.float32)
+                if a + self.fade <= n:
+                    self.fade_in_at = None
+            else:
+                y[:] = 0.0
+        self.n_total += n
+        st.gated = not self.open and not closing
+        np.clip(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0, out=y)
+        st.output_level_db = _level_db(y)
+        st.compute_ms = 1000.0 * (time.perf_counter() - t_start)
+        return y
+
+    def _convert(self, x: np.ndarray) -> np.ndarray:
+        st = self.stats
+        m = self.mcfg
+        t0 = time.perf_counter()
+        xg = x * np.float32(self.gain)
+        x16 = self.res16.push(xg)
+        x22 = self.res22.push(xg)
+        t1 = time.perf_counter()
+        f0new = self.pitch.push(x16)
+        t2 = time.perf_counter()
+        cnew = self.content_stream.push(x16)
+        t3 = time.perf_counter()
+        lnew = self.loud.push(x22)
+        st.stage_ms["resample"] += 1000 * (t1 - t0)
+        st.stage_ms["pitch"] += 1000 * (t2 - t1)
+        st.stage_ms["content"] += 1000 * (t3 - t2)
+
+        # assemble model frames whose features are all final
+        self._content = np.concatenate([self._content, cnew]) if len(cnew) else self._content
+        self._f0raw = np.concatenate([self._f0raw, f0new]) if len(f0new) else self._f0raw
+        self._loud = np.concatenate([self._loud, lnew]) if len(lnew) else self._loud
+        i0 = self.frames
+        i1 = self._l0 + len(self._loud)
+        y22 = np.zeros(0, np.float32)
+        if i1 > i0:
+            i = np.arange(i0, i1)
+            ci = grid_index(i, m.sample_rate, m.hop_length, CONTENT_SAMPLE_RATE, CONTENT_HOP)
+            pi = grid_index(i, m.sample_rate, m.hop_length, PITCH_RATE, PITCH_HOP)
+            ok = (ci < self._c0 + len(self._content)) & (pi < self._p0 + len(self._f0raw))
+            k = int(np.argmin(ok)) if not ok.all() else len(ok)
+            if k > 0:
+                y22 = self._decode(i[:k], ci[:k], pi[:k])
+        t4 = time.perf_counter()
+        y22 = y22 / np.float32(self.gain)
+        self.out_res.push(y22)
+        # output samples n (local to the stream) of this block
+        n0 = self.n_total - self.origin
+        n1 = n0 + len(x)
+        ready = int(self.out_res.available(self.out_res.n_in))
+        y = np.zeros(len(x), np.float32)
+        upto = min(n1, ready)
+        if upto > n0:
+            y[: upto - n0] = self.out_res.render(n0, upto)
+        if upto < n1:
+            st.underflows += n1 - max(upto, n0)
+        self.out_res.trim(n1)
+        st.stage_ms["resample"] += 1000 * (time.perf_counter() - t4)
+        return y
+
+    def _decode(self, i: np.ndarray, ci: np.ndarray, pi: np.ndarray) -> np.ndarray:
+        """Model frames i (features ready) -> decoder -> vocoder; returns new model-rate samples."""
+        st = self.stats
+        t0 = time.perf_counter()
+        n = len(i)
+        content = self._content[ci - self._c0]
+        f0raw = self._f0raw[pi - self._p0]
+        loud = self._loud[i - self._l0]
+        guarded, held, voiced = self.f0_post(f0raw)
+        key = self.key.take(n)
+        f0 = (held * np.exp2(key / 12.0)).astype(np.float32)
+        f0_voc = f0 * voiced
+        spk = self.speaker.take(n).astype(np.float32)
+        shift = self.formant.take(n).astype(np.float32)
+        pre = condition(self.model.student, content, f0, voiced, loud, spk, shift)
+        mel = self.decoder.push(pre)
+        self._voc_f0.append(f0_voc)
+        if self._device.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        v = np.concatenate(self._voc_f0)
+        k = mel.shape[-1]
+        f0m, rest = v[:k], v[k:]
+        self._voc_f0 = [rest]
+        audio = self.voc_stream.push(mel, torch.from_numpy(f0m).to(mel.device))
+        y = audio.float().cpu().numpy().reshape(-1)
+        t2 = time.perf_counter()
+        st.stage_ms["decoder"] += 1000 * (t1 - t0)
+        st.stage_ms["vocoder"] += 1000 * (t2 - t1)
+        # bookkeeping and trimming of the feature buffers
+        self.frames = int(i[-1]) + 1
+        st.frames = n
+        if voiced.any():
+            st.input_f0_hz = float(np.median(guarded[voiced > 0]))
+            st.output_f0_hz = float(np.median(f0[voiced > 0]))
+        m = self.mcfg
+        nxt = self.frames
+        c_keep = int(grid_index(nxt, m.sample_rate, m.hop_length, CONTENT_SAMPLE_RATE, CONTENT_HOP))
+        p_keep = int(grid_index(nxt, m.sample_rate, m.hop_length, PITCH_RATE, PITCH_HOP))
+        self._content, self._c0 = self._content[c_keep - self._c0:], c_keep
+        self._f0raw, self._p0 = self._f0raw[p_keep - self._p0:], p_keep
+        self._loud, self._l0 = self._loud[nxt - self._l0:], nxt
+        return y
+
+    # ------------------------------------------------------------------ whole files
+    def run_offline(self, wav: np.ndarray, aligned: bool = True) -> np.ndarray:
+        """Feed a whole recording (at sample_rate) block by block from time 0, as the live loop would.
+
+        aligned=True drops the first latency_samples, so output[n] is the conversion of wav[n]
+        (same length as wav); aligned=False returns the raw process() stream (len(wav) rounded up
+        to whole blocks)."""
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        self.reset()
+        total = len(wav) + (self.latency_samples if aligned else 0)
+        nb = -(-total // self.block_size)
+        x = np.zeros(nb * self.block_size, np.float32)
+        x[: len(wav)] = wav
+        out = np.concatenate([self.process(x[k * self.block_size:(k + 1) * self.block_size])
+                              for k in range(nb)]) if nb else np.zeros(0, np.float32)
+        if not aligned:
+            return out
+        return out[self.latency_samples: self.latency_samples + len(wav)]
+
+
+def run_offline(config: SessionConfig, wav: np.ndarray, sr: int) -> np.ndarray:
+    """The offline run of the streaming computation: a session at `sr` fed the file block by block;
+    returns the conversion aligned with the input (delay removed), len(wav) samples."""
+    session = StreamSession(replace(config, sample_rate=int(sr)))
+    return session.run_offline(wav)
