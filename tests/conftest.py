@@ -3,3 +3,15 @@ import os
 
 # Qt without a screen (DESIGN §6): the control-panel tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A private JACK server with the dummy driver (DESIGN §6): real PortAudio/JACK devices without hardware.
+    PortAudio is re-initialised after it starts and terminated before it stops (realtime/jackd.py)."""
+    from realtime.jackd import JackServer
+
+    with JackServer(rate=48000, period=256) as server:
+        yield server
