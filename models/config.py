@@ -68,6 +68,9 @@ class TrainConfig:
     lr_min: float = 2e-5
     grad_clip: float = 1.0
     parallel_prob: float = 0.8  # chance of pairing source features of voice A with target mel of voice B
+    aug_shift_prob: float = 0.0  # chance of a random formant/key shift of a training item (models/formant.py)
+    aug_shift_max: float = 0.0  # its range, +- semitones
+    exclude_voices: list = field(default_factory=list)  # voices never trained on (zero-shot evaluation)
     checkpoint_every: int = 500
     validate_every: int = 1000
     log_every: int = 50

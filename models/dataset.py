@@ -6,6 +6,11 @@ loudness [T] (dB) and spk [S] (d-vector of the utterance). index.json lists utte
 voice, parallel group (the same melody sung by several voices, sample-aligned) and transposition,
 and the mean d-vector of each voice.
 
+`aug_shift` (probability, max semitones): the target mel is warped in frequency by a random k
+semitones (models/formant.py), the f0 input scaled by 2^(k/12) and k given as the `shift` input,
+so the decoder learns the formant-shift control. `exclude_voices` leaves voices out entirely
+(they are the unseen voices of the zero-shot evaluation).
+
 When a group holds several voices, a batch item takes the *source* features (content, loudness,
 f0 moved into the target's register) from voice A and the target mel + speaker from voice B:
 the decoder learns conversion directly, so timbre leaking through content features is unlearned.
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from models.errors import ComoliveError
+from models.formant import warp_mel
 
 
 def interpolate_f0(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,16 +57,20 @@ class Utterance:
 class FeatureDataset:
     """All utterances of one split in memory; `batch()` draws random aligned crops."""
 
-    def __init__(self, feats_dir: str | Path, split: str = "train", parallel_prob: float = 0.8):
+    def __init__(self, feats_dir: str | Path, split: str = "train", parallel_prob: float = 0.8,
+                 aug_shift: tuple[float, float] = (0.0, 0.0), exclude_voices=()):
         root = Path(feats_dir)
+        self.aug_shift_prob, self.aug_shift_max = float(aug_shift[0]), float(aug_shift[1])
+        excluded = set(exclude_voices)
         index_path = root / "index.json"
         if not index_path.exists():
             raise ComoliveError(f"{root}: no index.json — run `python main.py preprocess` on a dataset first")
         index = json.loads(index_path.read_text())
-        self.voices: dict[str, np.ndarray] = {v: np.asarray(e, np.float32) for v, e in index["voices"].items()}
+        self.voices: dict[str, np.ndarray] = {v: np.asarray(e, np.float32) for v, e in index["voices"].items()
+                                              if v not in excluded}
         self.utts: list[Utterance] = []
         for item in index["utterances"]:
-            if item["split"] != split:
+            if item["split"] != split or item["voice"] in excluded:
                 continue
             z = np.load(root / item["path"])
             self.utts.append(Utterance(item["voice"], item["group"], float(item.get("transpose", 0.0)),
@@ -84,13 +94,14 @@ class FeatureDataset:
             return self.utts[rng.choice(peers)], tgt
         return tgt, tgt
 
-    def item(self, src: Utterance, tgt: Utterance, start: int, length: int) -> dict[str, np.ndarray]:
+    def item(self, src: Utterance, tgt: Utterance, start: int, length: int, shift: float = 0.0) -> dict[str, np.ndarray]:
         n = min(src.frames, tgt.frames)
         end = min(start + length, n)
-        f0 = src.f0[start:end] * np.float32(2.0 ** ((tgt.transpose - src.transpose) / 12.0))
+        f0 = src.f0[start:end] * np.float32(2.0 ** ((tgt.transpose - src.transpose + shift) / 12.0))
         f0_i, voiced = interpolate_f0(f0)
         return {
-            "mel": tgt.mel[:, start:end],
+            "mel": warp_mel(tgt.mel[:, start:end], shift),
+            "shift": np.float32(shift),
             "content": src.content[start:end].astype(np.float32),
             "f0": f0_i,
             "voiced": voiced,
@@ -104,12 +115,15 @@ class FeatureDataset:
             src, tgt = self.pair(rng)
             n = min(src.frames, tgt.frames)
             start = rng.randrange(max(1, n - length + 1))
-            items.append(self.item(src, tgt, start, length))
+            shift = 0.0
+            if self.aug_shift_max > 0 and rng.random() < self.aug_shift_prob:
+                shift = rng.uniform(-self.aug_shift_max, self.aug_shift_max)
+            items.append(self.item(src, tgt, start, length, shift))
         return collate(items)
 
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Pad to the longest item; `mask` marks real frames; `shift` (key-shift control) is 0 in training."""
+    """Pad to the longest item; `mask` marks real frames; `shift` is the formant-shift input (0 when absent)."""
     t = max(it["mel"].shape[1] for it in items)
     out: dict[str, list] = {k: [] for k in ("mel", "content", "f0", "voiced", "loudness", "speaker", "mask")}
     for it in items:
@@ -123,5 +137,5 @@ def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         out["speaker"].append(it["speaker"])
         out["mask"].append((np.arange(t) < n).astype(np.float32))
     batch = {k: torch.from_numpy(np.stack(v).astype(np.float32)) for k, v in out.items()}
-    batch["shift"] = torch.zeros(len(items))
+    batch["shift"] = torch.tensor([float(it.get("shift", 0.0)) for it in items], dtype=torch.float32)
     return batch

@@ -59,9 +59,10 @@ class TrainingRun:
         torch.set_num_threads(max(1, tc.threads))
         torch.manual_seed(tc.seed)
         self.rng = random.Random(tc.seed)
-        self.data = FeatureDataset(feats_dir, "train", tc.parallel_prob)
+        aug = (tc.aug_shift_prob, tc.aug_shift_max)
+        self.data = FeatureDataset(feats_dir, "train", tc.parallel_prob, aug, tc.exclude_voices)
         try:
-            self.val = FeatureDataset(feats_dir, "heldout", tc.parallel_prob)
+            self.val = FeatureDataset(feats_dir, "heldout", tc.parallel_prob, exclude_voices=tc.exclude_voices)
         except ComoliveError:
             self.val = None
         self.step = 0
