@@ -153,5 +153,7 @@ def describe() -> str:
         mark = ("<" if d.index == din else " ") + (">" if d.index == dout else " ")
         lines.append(f"{d.index:>3}{mark}{d.max_input_channels:>3} {d.max_output_channels:>3}  "
                      f"{d.default_samplerate:>7g}  {d.hostapi:<28} {d.name}")
+    if len(lines) == 2:
+        lines.append("  (no audio devices: is a sound server such as JACK running? `devices` re-scans at start)")
     lines.append("(< default input, > default output)")
     return "\n".join(lines)

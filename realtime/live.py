@@ -67,19 +67,22 @@ class LiveStats:
 
 def open_session(session_cfg, sample_rate: int):
     """A StreamSession for `session_cfg` fed at `sample_rate` (the input device's rate)."""
+    from dataclasses import replace
+
     from engine.stream_session import StreamSession
 
-    return StreamSession(session_cfg, sample_rate=sample_rate)
+    return StreamSession(replace(session_cfg, sample_rate=int(sample_rate)))
+
+
+def session_rate(session) -> int:
+    return int(getattr(session, "sr", None) or getattr(session, "sample_rate", None) or session.config.sample_rate)
 
 
 def loop_latency_parts(session, margin_ms: float | None = None) -> dict[str, float]:
-    """What the loop adds to a session's latency before any device is open: the output margin (ms)."""
-    block_ms = 1000.0 * session.block_size / int(getattr(session, "sample_rate", 0) or 1)
-    return {"output margin": float(margin_ms if margin_ms is not None else block_ms)}
-
-
-def _session_parts_ms(session) -> dict[str, float]:
-    return {str(k): float(v) for k, v in session.latency_parts().items()}
+    """What the loop adds to a session's own latency before any device is open: filling one block, and the
+    output margin (ms). The session's latency_samples is its process() delay and excludes the block."""
+    block_ms = 1000.0 * session.block_size / session_rate(session)
+    return {"block": block_ms, "output margin": float(margin_ms if margin_ms is not None else block_ms)}
 
 
 class LiveLoop:
@@ -110,16 +113,18 @@ class LiveLoop:
 
             self.backend = SoundDeviceBackend(cfg.input_device, cfg.output_device, cfg.monitor_device,
                                               cfg.hostapi, cfg.sample_rate, blocksize=cfg.blocksize)
+        if self.session is not None and cfg.sample_rate is None and hasattr(self.backend, "prefer_rate"):
+            self.backend.prefer_rate = session_rate(self.session)  # spares reloading a prepared session
         info = self.backend.resolve()
         rate = int(info["rate_in"])
+        if self.session is not None and session_rate(self.session) != rate:
+            self.session = None  # prepared for another rate: build one for this device
         if self.session is None:
             self.session = open_session(cfg.session, rate)
-        srate = int(getattr(self.session, "sample_rate", rate))
-        if srate != rate:
-            raise DeviceError(f"the session runs at {srate} Hz but the input device at {rate} Hz")
+        self.session.reset()
         self.rate = rate
         self.block = int(self.session.block_size)
-        self.session_delay = int(self.session.latency_samples) - self.block  # process() in -> out offset
+        self.session_delay = int(self.session.latency_samples)  # process(): output n is input n - this
         margin_ms = cfg.margin_ms if cfg.margin_ms is not None else 1000.0 * self.block / rate
         self.margin = int(round(margin_ms * rate / 1000.0))
         fade = lambda r: int(FADE_MS * r / 1000.0)  # noqa: E731
@@ -132,7 +137,7 @@ class LiveLoop:
         self._measured = None
         self._out_started.clear()
         self.worker = InferenceWorker(self.session, self.ring, self.sinks, self.block, rate,
-                                      dry_delay=max(0, self.session_delay), on_error=self._fail)
+                                      dry_delay=self.session_delay, on_error=self._fail)
         self.worker.checks.append(self.backend.check)
         if cfg.record_dir:
             from realtime.recorder import Recorder
@@ -192,13 +197,11 @@ class LiveLoop:
                 s.gain_target = db_to_gain(changes[key])
         rest = {k: v for k, v in changes.items() if k not in loop_keys}
         if rest:
+            if self.session is not None:
+                self.session.set(**rest)  # thread-safe, checks the values here, applies at the next block
             for k, v in rest.items():
                 if hasattr(self.config.session, k):
                     setattr(self.config.session, k, v)
-            if self.worker is not None and self.running:
-                self.worker.queue_changes(**rest)
-            elif self.session is not None:
-                self.session.set(**rest)
 
     # ------------------------------------------------------------ audio callbacks
     def audio_in(self, x: np.ndarray, t_adc: float | None) -> None:
@@ -242,7 +245,8 @@ class LiveLoop:
     def latency_parts(self) -> dict[str, float]:
         if self.session is None or not self.sinks:
             return {}
-        parts = _session_parts_ms(self.session)
+        parts = {"block": 1000.0 * self.block / self.rate}
+        parts.update({str(k): float(v) for k, v in self.session.latency_parts().items()})
         parts["output margin"] = 1000.0 * self.margin / self.rate
         if self.sinks[0].resample_delay:
             parts["output resampling"] = 1000.0 * self.sinks[0].resample_delay / self.sinks[0].rate
@@ -265,5 +269,9 @@ class LiveLoop:
             st.blocks, st.overruns = w.blocks, w.overruns
             st.compute_ms_p50, st.compute_ms_p90, st.compute_ms_p99 = w.times.percentiles_ms()
             st.input_f0_hz, st.output_f0_hz = w.input_f0, w.output_f0
+        sst = getattr(self.session, "stats", None)  # the session's own pitch read-out, when it has one
+        if sst is not None and hasattr(sst, "input_f0_hz"):
+            st.input_f0_hz = sst.input_f0_hz or None
+            st.output_f0_hz = sst.output_f0_hz or None
         st.measured_latency_ms = self._measured
         return st

@@ -27,6 +27,7 @@ class SoundDeviceBackend:
         self.spec = (input_device, output_device, monitor_device)
         self.hostapi = hostapi
         self.sample_rate = sample_rate
+        self.prefer_rate: int | None = None  # used when sample_rate is None and the input device accepts it
         self.blocksize = blocksize
         self.latency = latency
         self.streams: list = []
@@ -41,6 +42,12 @@ class SoundDeviceBackend:
         dout = resolve(self.spec[1], "output", self.hostapi)
         dmon = resolve(self.spec[2], "output", self.hostapi) if self.spec[2] is not None else None
         rate_in = int(self.sample_rate or din.default_samplerate)
+        if not self.sample_rate and self.prefer_rate and self.prefer_rate != rate_in:
+            try:
+                check_rate(din, "input", self.prefer_rate)
+                rate_in = int(self.prefer_rate)
+            except DeviceError:
+                pass
         check_rate(din, "input", rate_in)
         outs = [dout] + ([dmon] if dmon is not None else [])
         rates = []

@@ -1,7 +1,7 @@
 """The inference worker: whole blocks from the input ring -> session.process() -> the output rings.
 
-It is the only thread that touches the session (live changes are queued and applied between
-blocks), runs with one torch thread (DESIGN §5.5), times every block, and keeps the dry signal
+It is the only thread that runs the session (live changes go through the session's own
+thread-safe `set`, applied at its next block), runs with one torch thread (DESIGN §5.5), times every block, and keeps the dry signal
 delayed by the session's own delay so that bypass lines up with the converted signal.
 """
 from __future__ import annotations
@@ -48,16 +48,11 @@ class InferenceWorker:
         self.input_f0: float | None = None
         self.output_f0: float | None = None
         self.output_level_db = -120.0
-        self._changes: dict = {}
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread: threading.Thread | None = None
+        self._own_f0 = not hasattr(session, "stats")  # the session reports pitch itself when it can
         self.checks: list[Callable[[], str | None]] = []  # stream watchdogs, polled between blocks
-
-    def queue_changes(self, **changes) -> None:
-        with self._lock:
-            self._changes.update(changes)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="comolive-inference", daemon=True)
@@ -72,12 +67,6 @@ class InferenceWorker:
     def idle(self) -> bool:
         """True while the worker waits for input (used by the file device's fast mode)."""
         return self._idle.is_set()
-
-    def _apply_changes(self) -> None:
-        with self._lock:
-            changes, self._changes = self._changes, {}
-        if changes:
-            self.session.set(**changes)
 
     def _run(self) -> None:
         import torch
@@ -111,7 +100,6 @@ class InferenceWorker:
             n = (backlog - self.block) // self.block * self.block
             self.ring.skip(n)
             self._skip(n)
-        self._apply_changes()
         start, x, lost = self.ring.read(self.block)
         if lost:
             self._skip(lost)
@@ -129,8 +117,9 @@ class InferenceWorker:
         if late:
             self.overruns += 1
         self.blocks += 1
-        self.input_f0 = estimate_f0(x, self.rate)
-        self.output_f0 = estimate_f0(y, self.rate)
+        if self._own_f0:
+            self.input_f0 = estimate_f0(x, self.rate)
+            self.output_f0 = estimate_f0(y, self.rate)
         self.output_level_db = to_db(float(np.max(np.abs(y))) if len(y) else 0.0)
 
     def _skip(self, n: int) -> None:

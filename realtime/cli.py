@@ -1,0 +1,177 @@
+"""The live commands of main.py: `live`, `stream`, `devices`, `tune` (parsers and handlers).
+
+main.py registers them with `add_commands(sub)`; `bench live` lives in realtime/bench_live.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+
+def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
+    sp.add_argument("--voice", default=None, help="target voice name (see `voices`)")
+    sp.add_argument("--key", type=key_type, default=None, help="key shift in semitones (-24..24)")
+    sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
+    sp.add_argument("--block-ms", type=float, default=None, help="block size in ms (see `tune`)")
+    sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS)")
+    sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
+    sp.add_argument("--device", default=None, help="compute device: cpu, cuda or cuda:N (default: CUDA when present)")
+    sp.add_argument("--vocoder", default=None, help="vocoder name (default: the session's choice)")
+
+
+def session_config(a: argparse.Namespace):
+    """A SessionConfig from the options that were given (the session's defaults for the rest)."""
+    from engine.stream_session import SessionConfig
+
+    given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
+                 model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None))
+    names = {f.name for f in fields(SessionConfig)}
+    return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
+
+
+def _live_config(a: argparse.Namespace, **extra):
+    from realtime.live import LiveConfig
+
+    return LiveConfig(session=session_config(a), input_device=getattr(a, "input", None),
+                      output_device=getattr(a, "output", None), monitor_device=getattr(a, "monitor", None),
+                      hostapi=getattr(a, "hostapi", None), sample_rate=getattr(a, "sample_rate", None),
+                      record_dir=getattr(a, "record", None), **extra)
+
+
+def status_line(st) -> str:
+    f0 = lambda v: f"{v:5.0f}" if v else "    -"  # noqa: E731
+    return (f"compute p50 {st.compute_ms_p50:5.1f} p99 {st.compute_ms_p99:5.1f} / block {st.block_ms:5.1f} ms"
+            f" | dropouts {st.dropouts} (late blocks {st.overruns}) | in {st.input_level_db:6.1f} dB"
+            f" out {st.output_level_db:6.1f} dB | f0 {f0(st.input_f0_hz)} -> {f0(st.output_f0_hz)} Hz")
+
+
+def cmd_live(a: argparse.Namespace) -> None:
+    from realtime.live import LiveLoop
+    from realtime.tune import format_budget
+
+    loop = LiveLoop(_live_config(a))
+    loop.start()
+    try:
+        st = loop.stats()
+        print(f"live: {st.sample_rate} Hz, block {st.block_ms:.1f} ms, on {st.device}"
+              + (f", recording to {a.record}" if a.record else ""))
+        print(format_budget(st.latency_parts))
+        print("Ctrl-C stops")
+        tty = sys.stdout.isatty()
+        t0 = time.monotonic()
+        while loop.running and (a.seconds is None or time.monotonic() - t0 < a.seconds):
+            time.sleep(1.0)
+            line = status_line(loop.stats())
+            print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.stop()
+        st = loop.stats()
+        print(("\n" if sys.stdout.isatty() else "") + f"stopped: {st.blocks} blocks, {st.dropouts} dropouts")
+    if st.error:
+        from realtime.devices import DeviceError
+
+        raise DeviceError(st.error)
+
+
+def run_file(input_path, rate_wav, session_cfg, fast: bool, session=None, period: int = 256):
+    """The live loop with a file as the device -> (output aligned to the input, final LiveStats)."""
+    from realtime.file_device import FileBackend
+    from realtime.live import LiveConfig, LiveLoop
+
+    wav, sr = rate_wav
+    backend = FileBackend(wav, sr, fast=fast, period=period)
+    loop = LiveLoop(LiveConfig(session=session_cfg, sample_rate=sr), session=session, backend=backend)
+    loop.start()
+    try:
+        while not backend.done.wait(0.2):
+            if not loop.running:
+                break
+    finally:
+        loop.stop()
+    st = loop.stats()
+    if st.error or backend.error:
+        from realtime.devices import DeviceError
+
+        raise DeviceError(st.error or backend.error)
+    return backend.result(loop.internal_latency_samples()), st
+
+
+def cmd_stream(a: argparse.Namespace) -> None:
+    from models.audio_io import check_writable, load_audio, save_audio
+    from realtime.tune import format_budget
+
+    out = check_writable(a.output, a.force)
+    wav, sr = load_audio(a.input)
+    t0 = time.perf_counter()
+    y, st = run_file(a.input, (wav, sr), session_config(a), fast=a.fast)
+    wall = time.perf_counter() - t0
+    save_audio(out, y, sr, force=True)
+    print(f"streamed {a.input} ({len(wav) / sr:.2f} s at {sr} Hz) -> {out} through the live loop "
+          f"({'as fast as possible' if a.fast else 'real-time pace'}, {wall:.2f} s) on {st.device}")
+    print(format_budget(st.latency_parts))
+    print(status_line(st))
+
+
+def cmd_devices(a: argparse.Namespace) -> None:
+    from realtime.devices import describe
+
+    print(describe())
+
+
+def cmd_tune(a: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from realtime.tune import tune
+
+    devices = [a.device] if a.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    results = []
+    for dev in devices:
+        a.device = dev
+        res = tune(session_config(a), seconds=a.seconds, stop_at_first=not a.all,
+                   progress=lambda f, what: print(f"  measuring {what}...", flush=True) if f < 1 else None)
+        print(res.table())
+        results.append(res)
+    if a.json:
+        from dataclasses import asdict
+
+        Path(a.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
+        print(f"wrote {a.json}")
+
+
+def add_commands(sub, key_type) -> None:
+    """Register `live`, `stream`, `devices` and `tune` on main.py's sub-parsers."""
+    lv = sub.add_parser("live", help="live conversion: input device -> target voice -> output device (headless)")
+    lv.add_argument("--input", default=None, help="input device: number or part of its name (default: system's)")
+    lv.add_argument("--output", default=None, help="output device: number or part of its name")
+    lv.add_argument("--monitor", default=None, help="optional second output device (e.g. headphones)")
+    lv.add_argument("--hostapi", default=None, help="look devices up in this host API only (e.g. JACK, ALSA)")
+    lv.add_argument("--sample-rate", type=int, default=None, help="device rate (default: the input's own)")
+    lv.add_argument("--record", default=None, metavar="DIR", help="write input.wav and output.wav to DIR")
+    lv.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    _session_args(lv, key_type)
+    lv.set_defaults(func=cmd_live)
+
+    st = sub.add_parser("stream", help="the live loop with a wav file as the device (try it without a microphone)")
+    st.add_argument("input", help="input audio file")
+    st.add_argument("output", help="output wav file (same rate and length as the input)")
+    st.add_argument("--fast", action="store_true", help="as fast as possible instead of real-time pace")
+    st.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    _session_args(st, key_type)
+    st.set_defaults(func=cmd_stream)
+
+    dv = sub.add_parser("devices", help="list audio host APIs and devices (channels, default rates)")
+    dv.set_defaults(func=cmd_devices)
+
+    tu = sub.add_parser("tune", help="measure this machine and propose the smallest safe block size")
+    tu.add_argument("--seconds", type=float, default=10.0, help="audio per block size tried")
+    tu.add_argument("--all", action="store_true", help="measure every candidate, not only up to the first that passes")
+    tu.add_argument("--json", default=None, help="write the results as JSON")
+    _session_args(tu, key_type)
+    tu.set_defaults(func=cmd_tune)
