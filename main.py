@@ -127,6 +127,10 @@ def cmd_export_vocoder(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
+    if a.what == "live":
+        from realtime.bench_live import run_live_bench
+
+        return run_live_bench(json_path=a.json, model=a.model, seconds=a.seconds)
     from engine.bench import run_bench
 
     run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds)
@@ -270,11 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="speed benchmarks (tables on stdout, JSON with --json)")
-    b.add_argument("what", nargs="?", default="model", choices=("model", "features", "all"))
+    b.add_argument("what", nargs="?", default="model", choices=("model", "features", "all", "live"))
     b.add_argument("--json", default=None, help="write the results as JSON to this file")
     b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
     model_args(b, device=False)
     b.set_defaults(func=cmd_bench)
+
+    from realtime.cli import add_commands as add_live_commands
+    add_live_commands(sub, _key)  # live, stream, devices, tune
 
     g = sub.add_parser("gui", help="the control panel (also what `python main.py` alone opens)")
     g.set_defaults(func=cmd_gui)
