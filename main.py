@@ -42,7 +42,7 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
     out = check_writable(a.output, a.force)
     wav, sr = load_audio(a.input)
-    conv = Converter(model=a.model, device=a.device, pitch=a.pitch)
+    conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
     result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler)
     save_audio(out, result.audio, result.sample_rate, force=True)
     print(result.summary(a.input, out))
@@ -126,6 +126,24 @@ def cmd_export_vocoder(a: argparse.Namespace) -> None:
     print(f"exported {a.run} -> {out}.safetensors ({size / 1e6:.2f} MB)")
 
 
+def cmd_train_vocoder(a: argparse.Namespace) -> None:
+    from models.vocoder_train import VocoderTrainingRun, load_config
+
+    model_cfg, cfg = load_config(a.config)
+    if a.steps:
+        cfg.steps = a.steps
+    path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume).run()
+    print(f"hn vocoder written to {path}.safetensors")
+
+
+def cmd_export_vocoder(a: argparse.Namespace) -> None:
+    from models.vocoder_train import export_vocoder
+
+    out = export_vocoder(a.run, a.out, half=not a.float32)
+    size = sum(p.stat().st_size for p in out.parent.glob(out.name + ".*"))
+    print(f"exported {a.run} -> {out}.safetensors ({size / 1e6:.2f} MB)")
+
+
 def cmd_bench(a: argparse.Namespace) -> None:
     if a.what == "live":
         from realtime.bench_live import run_live_bench
@@ -133,7 +151,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
         return run_live_bench(json_path=a.json, model=a.model, seconds=a.seconds)
     from engine.bench import run_bench
 
-    run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds)
+    run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips)
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
@@ -199,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")
     c.add_argument("--pitch", default="fcpe", choices=("fcpe", "dio", "harvest"), help="pitch extractor")
+    c.add_argument("--vocoder", default="hifigan",
+                   help="hifigan (HiFi-GAN V1, default) or hn (compact f0-driven vocoder, fast on a CPU)")
     c.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     model_args(c)
     c.set_defaults(func=cmd_convert)
@@ -256,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
     xv.add_argument("--float32", action="store_true", help="keep float32 weights")
     xv.set_defaults(func=cmd_export_vocoder)
 
+    tv = sub.add_parser("train-vocoder", help="train the compact f0-driven vocoder (hn) on a corpus")
+    tv.add_argument("corpus", help="corpus folder built by `corpus` (train split: wav + exact f0)")
+    tv.add_argument("run", help="run folder (checkpoints, log.csv)")
+    tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
+    tv.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    tv.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
+    tv.set_defaults(func=cmd_train_vocoder)
+
+    xv = sub.add_parser("export-vocoder", help="pack a trained hn vocoder for shipping (float16 weights)")
+    xv.add_argument("run", help="run folder of train-vocoder (or a checkpoint stem)")
+    xv.add_argument("out", help="output stem, e.g. models/pretrained/vocoder_hn")
+    xv.add_argument("--float32", action="store_true", help="keep float32 weights")
+    xv.set_defaults(func=cmd_export_vocoder)
+
     ev = sub.add_parser("eval", help="objective quality: the corpus's held-out parallel split, or a folder of "
                                      "your recordings converted to a voice")
     ev.add_argument("corpus", nargs="?", default=None, help="corpus folder built by `corpus` (parallel split)")
@@ -274,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="speed benchmarks (tables on stdout, JSON with --json)")
-    b.add_argument("what", nargs="?", default="model", choices=("model", "features", "all", "live"))
+    b.add_argument("what", nargs="?", default="model", choices=("model", "features", "vocoder", "all", "live"))
     b.add_argument("--json", default=None, help="write the results as JSON to this file")
     b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
+    b.add_argument("--corpus", default="data/corpus", help="corpus whose held-out split `bench vocoder` copies")
+    b.add_argument("--clips", type=int, default=8, help="held-out clips for the vocoder quality table")
     model_args(b, device=False)
     b.set_defaults(func=cmd_bench)
 

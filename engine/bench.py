@@ -127,7 +127,8 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def run_bench(what: str, json_path: str | None = None, model: str | None = None, seconds: float = 10.0) -> dict:
+def run_bench(what: str, json_path: str | None = None, model: str | None = None, seconds: float = 10.0,
+              corpus: str | None = "data/corpus", clips: int = 8) -> dict:
     torch.set_num_threads(1)
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": 1,
                           "torch": torch.__version__, "cuda": torch.cuda.is_available()},
@@ -138,6 +139,10 @@ def run_bench(what: str, json_path: str | None = None, model: str | None = None,
     if what in ("model", "all"):
         report["model"] = bench_model(model, seconds)
         print_table(f"decoder and vocoder, {seconds:g} s input, seconds of compute per second of audio", report["model"])
+    if what in ("vocoder", "all"):  # speed and held-out copy-synthesis quality of every vocoder
+        from engine.vocoder_bench import run_vocoder_bench
+
+        report["vocoder"] = run_vocoder_bench(seconds, corpus, clips)
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
         print(f"\nwrote {json_path}")

@@ -19,8 +19,8 @@ from models.dataset import collate, interpolate_f0
 from models.denoiser import receptive_field
 from models.device import pick_device
 from models.errors import AudioInputError
-from models.hifigan import load_universal_hifigan
 from models.voice_model import VoiceModel
+from models.vocoders import load_vocoder
 
 MIN_SECONDS = 0.25
 
@@ -50,12 +50,12 @@ class Converter:
     """Holds the loaded model, feature extractors and vocoder; convert() may be called many times."""
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, pitch: str = "fcpe",
-                 chunk_frames: int = 1024):
+                 chunk_frames: int = 1024, vocoder: str = "hifigan"):
         self.device = pick_device(device)
         self.model = VoiceModel.load(model, device=self.device)
         self.cfg = self.model.cfg
         self.features = FeaturePipeline(self.cfg, pitch=pitch, device=self.device)
-        self.vocoder = load_universal_hifigan(self.device)
+        self.vocoder = load_vocoder(vocoder, self.device)  # models/vocoders.py: "hifigan" (default) or "hn"
         self.chunk_frames = chunk_frames
 
     def decode_mel(self, feats: dict[str, np.ndarray], speaker: np.ndarray, key: float, steps: int,
@@ -95,7 +95,8 @@ class Converter:
         mel = self.decode_mel(feats, speaker, key, steps, sampler)
         timings["decoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = self.vocoder(mel[None].to(self.device))[0].float().cpu().numpy().reshape(-1)
+        f0_voc = torch.from_numpy(np.asarray(feats["f0"], np.float32) * np.float32(2.0 ** (key / 12.0)))
+        out = self.vocoder(mel[None].to(self.device), f0_voc[None])[0].float().cpu().numpy().reshape(-1)
         timings["vocoder"] = time.perf_counter() - t0
         out = resample(out / gain, self.cfg.sample_rate, sr)  # back to the input's level and rate
         n = len(wav)

@@ -87,7 +87,14 @@ class _HiFiGANStream:
         self._s.reset()
 
 
-_FACTORIES = {"hifigan": HiFiGANVocoder}
+def _hn_vocoder(device: str | torch.device | None = None) -> Vocoder:
+    """The compact f0-driven harmonic-plus-noise vocoder (models/hn_vocoder.py), the live default on a CPU."""
+    from models.hn_vocoder import HNVocoder
+
+    return HNVocoder(device=device)
+
+
+_FACTORIES = {"hifigan": HiFiGANVocoder, "hn": _hn_vocoder}
 VOCODERS = tuple(_FACTORIES)
 
 
@@ -102,3 +109,14 @@ def load_vocoder(name: str = "hifigan", device: str | torch.device | None = None
     if key not in _FACTORIES:
         raise ComoliveError(f"unknown vocoder {name!r}; choose one of: {', '.join(sorted(_FACTORIES))}")
     return _FACTORIES[key](device=device)
+
+
+def default_live_vocoder(device: str | torch.device | None = None) -> str:
+    """The vocoder for live use: "hn" on a CPU (fits the real-time budget), "hifigan" on CUDA (best quality)."""
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    return "hifigan" if dev.type == "cuda" else "hn"
+
+
+def default_offline_vocoder(device: str | torch.device | None = None) -> str:
+    """The vocoder for offline conversion: the HiFi-GAN V1 everywhere (quality first)."""
+    return "hifigan"

@@ -1,0 +1,185 @@
+"""`main.py bench vocoder`: speed and copy-synthesis quality of every vocoder (models/vocoders.py).
+
+Speed: seconds of compute per second of audio at 1 torch thread, for the whole-file call and for a
+stream fed blocks of ~45 ms (4 frames) and ~90 ms (8 frames); per-block p50/p99 as well.
+Quality (copy synthesis on the corpus's held-out split): each clip's own log-mel and exact f0 go
+in, and the output is compared with the ground truth and with the HiFi-GAN V1's output:
+log-mel distance (mean |difference| of natural-log mel, nats), f0 error (FCPE on the output against
+the corpus f0, median cents over frames voiced in both), DNSMOS overall (speechmos's ONNX models,
+run offline; a speech-trained proxy for singing). Nothing here asserts a figure.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.frames import MODEL_FRAME_RATE, align_frames
+from engine.metrics import cents_error
+from models.audio_io import load_audio, resample
+from models.errors import ComoliveError
+from models.mel import MelAnalyzer
+from models.vocoders import VOCODERS, load_vocoder
+
+BLOCKS = {"45ms": 4, "90ms": 8}  # frames per pushed block (hop 256 at 22 050 Hz: 11.6 ms a frame)
+
+
+def _test_input(seconds: float, mel: MelAnalyzer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sung-like tone (melody + vibrato) with its exact f0 on the mel frame grid."""
+    sr, hop = mel.sample_rate, mel.hop_length
+    t = np.arange(int(seconds * sr)) / sr
+    f = 220 * 2 ** (np.floor(t * 2) % 5 / 12) * 2 ** (0.3 / 12 * np.sin(2 * np.pi * 5.5 * t))
+    x = sum(np.sin(k * 2 * np.pi * np.cumsum(f) / sr) / k for k in range(1, 12))
+    wav = torch.from_numpy((0.2 * x / np.max(np.abs(x))).astype(np.float32))
+    m = mel(wav[None])[0]
+    f0 = torch.from_numpy(f[hop // 2::hop][: m.shape[-1]].astype(np.float32))
+    return m, f0
+
+
+def _stream_times(voc, mel: torch.Tensor, f0: torch.Tensor, block: int) -> tuple[float, list[float]]:
+    st = voc.stream()
+    ts = []
+    t_all = time.perf_counter()
+    for i in range(0, mel.shape[-1], block):
+        t0 = time.perf_counter()
+        st.push(mel[:, i:i + block], f0[i:i + block])
+        ts.append(time.perf_counter() - t0)
+    st.flush()
+    return time.perf_counter() - t_all, ts
+
+
+def bench_speed(names: tuple[str, ...], seconds: float, repeats: int = 3) -> list[dict]:
+    mel_an = MelAnalyzer()
+    mel, f0 = _test_input(seconds, mel_an)
+    audio_s = mel.shape[-1] * mel_an.hop_length / mel_an.sample_rate
+    rows = []
+    for name in names:
+        voc = load_vocoder(name, "cpu")
+        reps = repeats if name != "hifigan" else max(1, repeats - 1)
+        row = {"vocoder": name, "params": sum(p.numel() for p in _module(voc).parameters())}
+        voc(mel, f0)  # warm-up
+        whole = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            voc(mel, f0)
+            whole.append(time.perf_counter() - t0)
+        row["whole_s_per_s"] = float(np.median(whole)) / audio_s
+        for label, block in BLOCKS.items():
+            _stream_times(voc, mel[:, : 4 * block], f0[: 4 * block], block)  # warm-up
+            totals, blocks = [], []
+            for _ in range(reps):
+                total, ts = _stream_times(voc, mel, f0, block)
+                totals.append(total)
+                blocks += ts
+            block_s = block * mel_an.hop_length / mel_an.sample_rate
+            row[f"stream{label}_s_per_s"] = float(np.median(totals)) / audio_s
+            row[f"stream{label}_block_p50_ms"] = 1e3 * float(np.median(blocks))
+            row[f"stream{label}_block_p99_ms"] = 1e3 * float(np.percentile(blocks, 99))
+            row[f"stream{label}_block_ms"] = 1e3 * block_s
+        st = voc.stream()
+        row["lookahead_ms"] = 1e3 * st.delay_samples / mel_an.sample_rate
+        rows.append(row)
+    return rows
+
+
+def _module(voc) -> torch.nn.Module:
+    return voc.model
+
+
+def heldout_clips(corpus: Path, n: int) -> list[Path]:
+    """n held-out renditions spread evenly over the sorted list (voices x melodies), deterministic."""
+    wavs = sorted((corpus / "heldout").glob("*/*.wav"))
+    if not wavs:
+        raise ComoliveError(f"{corpus}: no held-out renditions (expected {corpus}/heldout/<voice>/*.wav)")
+    n = min(n, len(wavs))
+    return [wavs[(i * len(wavs)) // n] for i in range(n)]
+
+
+def _dnsmos():
+    from speechmos import dnsmos
+
+    def score(wav: np.ndarray, sr: int) -> float:
+        x = np.clip(resample(wav, sr, 16000), -1.0, 1.0).astype(np.float32)
+        return float(dnsmos.run(x, 16000)["ovrl_mos"])
+
+    return score
+
+
+def bench_quality(names: tuple[str, ...], corpus: Path, n_clips: int) -> dict:
+    from engine.pitch import make_pitch_extractor
+    from models.vocoder_train import f0_on_mel_grid
+
+    mel_an = MelAnalyzer()
+    sr = mel_an.sample_rate
+    pitch = make_pitch_extractor("fcpe", device="cpu")
+    dnsmos = _dnsmos()
+    vocs = {n: load_vocoder(n, "cpu") for n in names}
+    per_clip = []
+    for path in heldout_clips(Path(corpus), n_clips):
+        wav, _ = load_audio(path, sr)
+        gt = torch.from_numpy(wav)
+        mel = mel_an(gt[None])[0]
+        t = mel.shape[-1]
+        f0 = f0_on_mel_grid(np.load(path.with_suffix(".f0.npy")).astype(np.float64), t)
+        outs = {"ground_truth": wav[: t * mel_an.hop_length]}
+        for n, v in vocs.items():
+            outs[n] = v(mel, torch.from_numpy(f0)).float().numpy()
+        mels = {k: mel_an(torch.from_numpy(np.ascontiguousarray(w))[None])[0] for k, w in outs.items()}
+        rec = {"clip": f"{path.parent.name}/{path.stem}", "seconds": len(wav) / sr}
+        for k, w in outs.items():
+            f0_out = align_frames(pitch.extract_from(w, sr), pitch.frame_rate, MODEL_FRAME_RATE, t, mode="nearest")
+            rec[k] = {"f0_cents_median": cents_error(f0_out, f0)["f0_cents_median"], "dnsmos_ovrl": dnsmos(w, sr)}
+            if k != "ground_truth":
+                n = min(mels[k].shape[-1], t)
+                rec[k]["logmel_dist_gt"] = float((mels[k][:, :n] - mel[:, :n]).abs().mean())
+                if "hifigan" in mels and k != "hifigan":
+                    rec[k]["logmel_dist_v1"] = float((mels[k][:, :n] - mels["hifigan"][:, :n]).abs().mean())
+        per_clip.append(rec)
+    summary = []
+    for k in ("ground_truth", *names):
+        vals = [c[k] for c in per_clip]
+        row = {"system": k, "clips": len(vals)}
+        for m in ("logmel_dist_gt", "logmel_dist_v1", "f0_cents_median", "dnsmos_ovrl"):
+            xs = [v[m] for v in vals if m in v and np.isfinite(v[m])]
+            if xs:
+                row[m] = float(np.median(xs)) if m == "f0_cents_median" else float(np.mean(xs))
+        summary.append(row)
+    return {"summary": summary, "clips": per_clip}
+
+
+def _table(title: str, rows: list[dict], cols: list[str]) -> None:
+    cols = [c for c in cols if any(c in r for r in rows)]
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    widths = [max(len(c), *(len(fmt(r.get(c, ""))) for r in rows)) for c in cols]
+    print(f"\n{title}")
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)))
+
+
+def run_vocoder_bench(seconds: float = 10.0, corpus: str | Path | None = "data/corpus", clips: int = 8,
+                      names: tuple[str, ...] = VOCODERS) -> dict:
+    """Speed table always; the quality table when the corpus's held-out split is there."""
+    torch.set_num_threads(1)
+    report: dict = {"speed": bench_speed(names, seconds)}
+    _table(f"vocoders, {seconds:g} s input, 1 thread: seconds of compute per second of audio (median) and "
+           "per-block latency", report["speed"],
+           ["vocoder", "params", "lookahead_ms", "whole_s_per_s", "stream45ms_s_per_s", "stream90ms_s_per_s",
+            "stream45ms_block_p50_ms", "stream45ms_block_p99_ms", "stream90ms_block_p50_ms", "stream90ms_block_p99_ms"])
+    if corpus is not None and (Path(corpus) / "heldout").is_dir():
+        report["quality"] = bench_quality(names, Path(corpus), clips)
+        _table(f"copy synthesis on {len(report['quality']['clips'])} held-out clips of {corpus} "
+               "(log-mel distance: nats; f0: median cents, FCPE; DNSMOS overall, mean)",
+               report["quality"]["summary"],
+               ["system", "clips", "logmel_dist_gt", "logmel_dist_v1", "f0_cents_median", "dnsmos_ovrl"])
+    else:
+        print(f"\n(no held-out split at {corpus}: quality table skipped; build it with `main.py corpus`)")
+    return report
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2))
