@@ -25,6 +25,13 @@ def _key(value: str) -> float:
     return k
 
 
+def _formant(text: str) -> float:
+    v = float(text)
+    if not -6.0 <= v <= 6.0:
+        raise argparse.ArgumentTypeError(f"formant shift {v:g} is outside -6..6 semitones")
+    return v
+
+
 def _steps(value: str) -> int:
     try:
         n = int(value)
@@ -42,8 +49,18 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
     out = check_writable(a.output, a.force)
     wav, sr = load_audio(a.input)
+    reference = None
+    if a.ref:
+        from engine.reference import load_reference
+
+        if a.voice:
+            raise _error("give either --voice or --ref, not both")
+        reference = load_reference(a.ref)
+        for w in reference.warnings:
+            print(f"warning: {w}")
     conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
-    result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler)
+    result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler,
+                          formant=a.formant, reference=reference)
     save_audio(out, result.audio, result.sample_rate, force=True)
     print(result.summary(a.input, out))
 
@@ -212,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="input audio file (wav/flac/ogg..., any rate, mono or stereo)")
     c.add_argument("output", help="output wav file")
     c.add_argument("--voice", default=None, help="target voice name (see `voices`)")
+    c.add_argument("--ref", action="append", default=None, metavar="CLIP",
+                   help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
     c.add_argument("--key", type=_key, default=0.0, help="key shift in semitones (-24..24)")
+    c.add_argument("--formant", type=_formant, default=0.0,
+                   help="formant shift in semitones (-6..6; needs --vocoder hn)")
     c.add_argument("--steps", type=_steps, default=1, help="decoder steps: 1 = one-step student (default)")
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")

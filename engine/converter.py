@@ -18,7 +18,8 @@ from models.audio_io import resample
 from models.dataset import collate, interpolate_f0
 from models.denoiser import receptive_field
 from models.device import pick_device
-from models.errors import AudioInputError
+from models.errors import AudioInputError, ComoliveError
+from models.formant import warp_mel
 from models.voice_model import VoiceModel
 from models.vocoders import load_vocoder
 
@@ -78,14 +79,22 @@ class Converter:
 
     @torch.no_grad()
     def convert(self, wav: np.ndarray, sr: int, voice: str | None = None, key: float = 0.0, steps: int = 1,
-                sampler: str = "student") -> ConversionResult:
+                sampler: str = "student", formant: float = 0.0, reference=None) -> ConversionResult:
+        """`formant`: semitones of formant shift (mel warp before an f0-driven vocoder keeps the pitch);
+        `reference`: an engine.reference.Reference (zero-shot voice from clips) instead of a trained voice."""
         seconds = len(wav) / sr
         if seconds < MIN_SECONDS:
             raise AudioInputError(f"input is too short ({seconds:.3f} s; at least {MIN_SECONDS} s needed)")
         if float(np.max(np.abs(wav))) < 1e-4:
             raise AudioInputError("input is silent (peak below -80 dBFS): nothing to convert")
-        speaker = self.model.speaker(voice)
-        voice = voice or self.model.meta.get("default_voice") or sorted(self.model.voices)[0]
+        if formant and self.vocoder.name == "hifigan":
+            raise ComoliveError("a formant shift needs an f0-driven vocoder (use --vocoder hn): "
+                                "HiFi-GAN takes its pitch from the mel, which the shift moves too")
+        if reference is not None:
+            speaker, voice = reference.embedding, reference.name
+        else:
+            speaker = self.model.speaker(voice)
+            voice = voice or self.model.meta.get("default_voice") or sorted(self.model.voices)[0]
         timings = {}
         t0 = time.perf_counter()
         wav_n, gain = normalize_level(wav, sr)
@@ -93,6 +102,8 @@ class Converter:
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         mel = self.decode_mel(feats, speaker, key, steps, sampler)
+        if formant:
+            mel = torch.from_numpy(warp_mel(mel.float().cpu().numpy(), formant)).to(mel)
         timings["decoder"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         f0_voc = torch.from_numpy(np.asarray(feats["f0"], np.float32) * np.float32(2.0 ** (key / 12.0)))
