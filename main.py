@@ -143,24 +143,6 @@ def cmd_export_vocoder(a: argparse.Namespace) -> None:
     print(f"exported {a.run} -> {out}.safetensors ({size / 1e6:.2f} MB)")
 
 
-def cmd_train_vocoder(a: argparse.Namespace) -> None:
-    from models.vocoder_train import VocoderTrainingRun, load_config
-
-    model_cfg, cfg = load_config(a.config)
-    if a.steps:
-        cfg.steps = a.steps
-    path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume).run()
-    print(f"hn vocoder written to {path}.safetensors")
-
-
-def cmd_export_vocoder(a: argparse.Namespace) -> None:
-    from models.vocoder_train import export_vocoder
-
-    out = export_vocoder(a.run, a.out, half=not a.float32)
-    size = sum(p.stat().st_size for p in out.parent.glob(out.name + ".*"))
-    print(f"exported {a.run} -> {out}.safetensors ({size / 1e6:.2f} MB)")
-
-
 def cmd_bench(a: argparse.Namespace) -> None:
     if a.what == "live":
         from realtime.bench_live import run_live_bench
@@ -297,19 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
     xv.add_argument("--float32", action="store_true", help="keep float32 weights")
     xv.set_defaults(func=cmd_export_vocoder)
 
-    tv = sub.add_parser("train-vocoder", help="train the compact f0-driven vocoder (hn) on a corpus")
-    tv.add_argument("corpus", help="corpus folder built by `corpus` (train split: wav + exact f0)")
-    tv.add_argument("run", help="run folder (checkpoints, log.csv)")
-    tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
-    tv.add_argument("--steps", type=int, default=None, help="override the number of steps")
-    tv.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
-    tv.set_defaults(func=cmd_train_vocoder)
-
-    xv = sub.add_parser("export-vocoder", help="pack a trained hn vocoder for shipping (float16 weights)")
-    xv.add_argument("run", help="run folder of train-vocoder (or a checkpoint stem)")
-    xv.add_argument("out", help="output stem, e.g. models/pretrained/vocoder_hn")
-    xv.add_argument("--float32", action="store_true", help="keep float32 weights")
-    xv.set_defaults(func=cmd_export_vocoder)
 
     ev = sub.add_parser("eval", help="objective quality: the corpus's held-out parallel split, or a folder of "
                                      "your recordings converted to a voice")
