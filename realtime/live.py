@@ -40,6 +40,7 @@ class LiveConfig:
     record_dir: str | None = None  # when set, write input.wav and output.wav there
     margin_ms: float | None = None  # output margin; None = one block
     blocksize: int = 0  # device callback size in frames; 0 = the host API's choice (JACK: its period)
+    duplex: bool = True  # one duplex stream when input and output are the same device (False: separate streams)
 
 
 @dataclass
@@ -112,7 +113,8 @@ class LiveLoop:
             from realtime.sd_backend import SoundDeviceBackend
 
             self.backend = SoundDeviceBackend(cfg.input_device, cfg.output_device, cfg.monitor_device,
-                                              cfg.hostapi, cfg.sample_rate, blocksize=cfg.blocksize)
+                                              cfg.hostapi, cfg.sample_rate, blocksize=cfg.blocksize,
+                                              duplex=cfg.duplex)
         if self.session is not None and cfg.sample_rate is None and hasattr(self.backend, "prefer_rate"):
             self.backend.prefer_rate = session_rate(self.session)  # spares reloading a prepared session
         info = self.backend.resolve()

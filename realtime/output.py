@@ -67,6 +67,8 @@ class OutputSink:
         self.level = 0.0  # decaying peak of what was played
         self.next_pos = self.prefill  # where the worker's next frame goes (output timeline)
         self._frac = 0.0
+        self._last = np.zeros((self.fade, 2), np.float32)  # the last frames played (raw), for fade-outs
+        self._tail = np.zeros((0, 2), np.float32)  # fade-out frames still to play
 
     # ------------------------------------------------------------------ worker side
     def push(self, wet: np.ndarray, dry: np.ndarray) -> None:
@@ -74,11 +76,17 @@ class OutputSink:
         x = np.stack([wet, dry], axis=1).astype(np.float32, copy=False)
         if self.resampler is not None:
             x = self.resampler(x)
+        if self.next_pos > self.ring.written:  # input was skipped: silence, then this block fades in
+            k = min(self.fade, len(x))
+            x[:k] *= np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
         self.late_frames += self.ring.write_at(self.next_pos, x)
         self.next_pos += len(x)
 
     def skip(self, n_in: int) -> None:
-        """Worker: `n_in` input samples were lost; keep the output timeline aligned with the input's."""
+        """Worker: `n_in` input samples were lost; keep the output timeline aligned with the input's.
+
+        Skipping only happens after a stall far longer than the output margin, so the callback is
+        already in a faded dropout; the next block fades in after the silent gap."""
         exact = n_in * self.rate / self.rate_in + self._frac
         n = int(exact)
         self._frac = exact - n
@@ -89,38 +97,39 @@ class OutputSink:
         """Callback: the `n` mono frames to play now (gains, bypass and dropout fades applied)."""
         ring = self.ring
         avail = ring.available()
-        if self.playing:
-            if avail >= n:
-                x = ring.peek(n)
-            else:  # overrun: play what is there, then fade out on its own time-reversed tail
-                have = max(avail, 0)
-                x = np.zeros((n, 2), np.float32)
-                if have:
-                    x[:have] = ring.peek(have)
-                tail = min(self.fade, n - have)
-                if tail:
-                    src = x[max(0, have - tail):have][::-1] if have else self._last[-tail:][::-1]
-                    m = len(src)
-                    ramp = np.linspace(1.0, 0.0, tail + 1, dtype=np.float32)[1:, None]
-                    x[have:have + m] = src * ramp[:m]
-                self.playing = False
-                self.dropouts += 1
+        if self.playing and avail >= n:
+            x = ring.peek(n)
+        elif self.playing:  # overrun: play what is there, then fade out on its own time-reversed tail
+            have = max(avail, 0)
+            x = np.zeros((n, 2), np.float32)
+            if have:
+                x[:have] = ring.peek(have)
+            played = np.concatenate([self._last, x[:have]])
+            ramp = np.linspace(1.0, 0.0, self.fade + 1, dtype=np.float32)[1:, None]
+            self._tail = played[::-1][:self.fade] * ramp  # continuous at the junction, ends at zero
+            self.playing = False
+            self.dropouts += 1
+            self._emit_tail(x, have)
         else:
-            if avail >= n + self.fade:
+            x = np.zeros((n, 2), np.float32)
+            self._emit_tail(x, 0)
+            if len(self._tail) == 0 and avail >= n + self.fade:  # enough again: resume with a fade-in
                 x = ring.peek(n)
                 k = min(self.fade, n)
                 x[:k] *= np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
                 self.playing = True
-            else:
-                x = np.zeros((n, 2), np.float32)
         ring.advance(n)
-        self._last = x[-self.fade:] if n >= self.fade else np.concatenate([self._last, x])[-self.fade:]
+        self._last = np.concatenate([self._last, x])[-self.fade:]
         y = self._mix(x)
         peak = float(np.max(np.abs(y))) if n else 0.0
         self.level = max(peak, self.level * 0.9)
         return y
 
-    _last = np.zeros((1, 2), np.float32)
+    def _emit_tail(self, x: np.ndarray, at: int) -> None:
+        """Write the pending fade-out tail from frame `at` on (what does not fit waits for the next call)."""
+        m = min(len(self._tail), len(x) - at)
+        x[at:at + m] = self._tail[:m]
+        self._tail = self._tail[m:]
 
     def _ramp(self, cur: float, target: float, n: int, per_sample: float) -> np.ndarray:
         if cur == target:

@@ -32,9 +32,9 @@ class InputRing:
     def write(self, x: np.ndarray) -> None:
         """Producer: append `x` (never blocks; overwrites the oldest samples when full)."""
         n = len(x)
-        if n > self.capacity:
+        if n > self.capacity:  # only the newest `capacity` samples can be kept
+            self.written += n - self.capacity
             x, n = x[-self.capacity:], self.capacity
-            self.written += len(x) - n
         i = self.written % self.capacity
         k = min(n, self.capacity - i)
         self.buf[i:i + k] = x[:k]

@@ -23,13 +23,14 @@ class SoundDeviceBackend:
     kind = "sounddevice"
 
     def __init__(self, input_device=None, output_device=None, monitor_device=None, hostapi=None,
-                 sample_rate=None, blocksize: int = 0, latency: str | float = "low"):
+                 sample_rate=None, blocksize: int = 0, latency: str | float = "low", duplex: bool = True):
         self.spec = (input_device, output_device, monitor_device)
         self.hostapi = hostapi
         self.sample_rate = sample_rate
         self.prefer_rate: int | None = None  # used when sample_rate is None and the input device accepts it
         self.blocksize = blocksize
         self.latency = latency
+        self.duplex = duplex
         self.streams: list = []
         self.last_callback = 0.0
         self.finished_unexpectedly: str | None = None
@@ -80,7 +81,7 @@ class SoundDeviceBackend:
         kw = dict(dtype="float32", blocksize=self.blocksize, latency=self.latency,
                   finished_callback=self._finished)
         try:
-            if outs[0].index == din.index:
+            if outs[0].index == din.index and self.duplex:
                 s = sd.Stream(device=(din.index, outs[0].index), samplerate=self.rate_in,
                               channels=(1, self._out_channels(outs[0])), callback=self._duplex, **kw)
                 self.streams = [s]

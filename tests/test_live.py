@@ -1,0 +1,229 @@
+"""The live loop without a sound card: rings, overruns, live key change, `stream` == offline, device errors.
+
+The loop is what is under test. Where a test needs a session that answers in microseconds (so that
+only the loop decides the timing), `DelaySession` is a complete, tiny session: its conversion is a
+fixed delay of its input, declared like the real session declares its latency.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from realtime.file_device import FileBackend
+from realtime.live import LiveConfig, LiveLoop
+from realtime.meters import estimate_f0
+from realtime.ring import InputRing, OutputRing
+from tests.helpers import harmonic
+
+SR = 48000
+
+
+class DelaySession:
+    """The StreamSession protocol with a pure-delay conversion: output n = gain * input n - delay."""
+
+    device = "cpu"
+
+    def __init__(self, sample_rate: int = SR, block: int = 2048, delay: int = 300):
+        self.sr, self.block_size, self.latency_samples = sample_rate, block, delay
+        self.gain = 1.0
+        self.reset()
+
+    def latency_parts(self) -> dict[str, float]:
+        return {"delay": 1000.0 * self.latency_samples / self.sr}
+
+    def reset(self) -> None:
+        self.buf = np.zeros(self.latency_samples, np.float32)
+
+    def set(self, **changes) -> None:
+        if "key" in changes:
+            self.gain = 2.0 ** (changes["key"] / 12.0)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        y = np.concatenate([self.buf, x])
+        self.buf = y[len(x):]
+        return y[:len(x)] * np.float32(self.gain)
+
+
+class SlowOnce:
+    """Wraps a session; its `at`-th process() call first sleeps `seconds` (longer than the output margin)."""
+
+    def __init__(self, inner, at: int, seconds: float):
+        self.inner, self.at, self.seconds, self.calls = inner, at, seconds, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def process(self, x):
+        self.calls += 1
+        if self.calls == self.at:
+            time.sleep(self.seconds)
+        return self.inner.process(x)
+
+
+def lag_of(y: np.ndarray, x: np.ndarray, max_lag: int) -> int:
+    """The lag (samples) at which y best matches x (y[n] ~ x[n - lag])."""
+    best, arg = -np.inf, 0
+    for lag in range(-max_lag, max_lag + 1):
+        a = y[max(0, lag):len(y) + min(0, lag)]
+        b = x[max(0, -lag):len(x) - max(0, lag)]
+        c = float(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)
+        if c > best:
+            best, arg = c, lag
+    return arg
+
+
+# --------------------------------------------------------------------------------- rings
+def test_output_ring_drops_late_frames_and_keeps_the_timeline():
+    r = OutputRing(capacity=100, channels=2, prefill=10)
+    assert r.available() == 10
+    r.advance(25)  # the device played 25 frames; only 10 were there
+    dropped = r.write_at(10, np.ones((20, 2), np.float32))  # frames for positions 10..29 arrive late
+    assert dropped == 15 and r.available() == 5  # 25..29 are still ahead of the reader
+    assert np.all(r.peek(5) == 1.0)
+
+
+def test_input_ring_reports_samples_lost_when_the_reader_stalls():
+    r = InputRing(capacity=64)
+    r.write(np.arange(200, dtype=np.float32))
+    start, x, lost = r.read(8)
+    assert lost > 0 and start == lost and np.array_equal(x, np.arange(start, start + 8, dtype=np.float32))
+
+
+# ------------------------------------------------------------------------- loop on a file
+def run_loop(session, x, fast, **cfg):
+    backend = FileBackend(x, SR, fast=fast)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR, **cfg), session=session, backend=backend)
+    loop.start()
+    assert backend.done.wait(60)
+    loop.stop()
+    return backend.result(loop.internal_latency_samples()), loop.stats(), loop
+
+
+def test_file_loop_output_is_the_session_output_at_the_declared_latency():
+    x = harmonic(220.0, 1.5, SR)
+    y, st, loop = run_loop(DelaySession(), x, fast=True)
+    assert st.dropouts == 0 and st.error is None
+    assert np.array_equal(y, x)  # the delay the session declares is exactly the delay removed
+    assert st.latency_parts["block"] == pytest.approx(1000 * 2048 / SR)
+    assert st.latency_ms == pytest.approx(sum(st.latency_parts.values()))
+    assert loop.internal_latency_samples() == 2048 + 2048 + 300  # block + margin (one block) + session
+
+
+def test_overrun_is_a_counted_crossfaded_dropout_and_the_latency_stays():
+    """A block that takes far longer than the output margin: the stream goes on, one dropout is counted,
+    the gap fades out and in (no jump larger than the tone's own steepest step) and afterwards the
+    output is the input at exactly the declared latency again."""
+    x = harmonic(220.0, 4.0, SR, n_harm=1, amp=0.5)
+    block = 4800  # 100 ms blocks, 200 ms margin: generous against scheduling noise on a busy machine
+    session = SlowOnce(DelaySession(block=block, delay=300), at=12, seconds=0.8)
+    y, st, loop = run_loop(session, x, fast=False, margin_ms=200.0)
+    assert st.error is None and session.calls > 12 + 10  # it went on converting after the stall
+    assert st.dropouts >= 1 and st.overruns >= 1
+    ref = x  # aligned by the declared latency
+    silent = np.abs(y) < 1e-6
+    gap = np.nonzero(silent[SR // 2:])[0]
+    assert len(gap) > 0.3 * SR  # the sleep really left a hole
+    # no click: the output never steps more than the tone itself does (fades are gentler than the sine)
+    assert np.max(np.abs(np.diff(y))) <= 1.05 * np.max(np.abs(np.diff(x)))
+    # after the hole, the conversion is back at exactly the declared latency
+    tail = slice(len(x) - SR, len(x))
+    assert lag_of(y[tail], ref[tail], 400) == 0
+    assert np.mean(np.abs(y[tail] - ref[tail]) < 1e-6) > 0.5
+
+
+def test_live_gain_and_bypass_changes_ramp_without_clicks():
+    x = harmonic(220.0, 2.0, SR, n_harm=1, amp=0.5)
+    session = DelaySession(delay=300)
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=session, backend=backend)
+    loop.start()
+    while loop.stats().blocks < 10:
+        time.sleep(0.001)
+    loop.set(output_gain_db=-6.0, bypass=True)
+    assert backend.done.wait(60)
+    loop.stop()
+    y = backend.result(loop.internal_latency_samples())
+    assert loop.stats().dropouts == 0
+    assert np.max(np.abs(np.diff(y))) <= 1.05 * np.max(np.abs(np.diff(x)))
+    # the end is the dry input (bypass) at -6 dB, delayed like the converted signal
+    ref = 10 ** (-6 / 20) * x
+    end = slice(len(x) - SR // 4, len(x))
+    assert np.max(np.abs(y[end] - ref[end])) < 2e-3
+
+
+# ------------------------------------------------------------------- with the real session
+@pytest.fixture(scope="module")
+def session_cfg():
+    from engine.stream_session import SessionConfig
+
+    return SessionConfig(sample_rate=SR, block_ms=80.0)
+
+
+def test_stream_command_equals_the_offline_run(tmp_path, session_cfg):
+    import soundfile as sf
+
+    import main
+    from engine.stream_session import run_offline
+
+    x = harmonic(196.0, 1.5, SR, vibrato_cents=30.0)
+    src, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(str(src), x, SR, subtype="FLOAT")
+    assert main.main(["stream", str(src), str(out), "--fast", "--block-ms", "80"]) == 0
+    y, sr = sf.read(str(out), dtype="float32")
+    ref = run_offline(session_cfg, x, SR)
+    assert sr == SR and len(y) == len(x)
+    assert np.sum(ref ** 2) > 1e-3  # the conversion is not silence
+    err_db = 10 * np.log10(np.sum((y - ref) ** 2) / np.sum(ref ** 2) + 1e-30)
+    assert err_db <= -40.0
+
+
+def test_live_key_change_shifts_the_output_pitch(session_cfg):
+    from realtime.live import open_session
+
+    session = open_session(session_cfg, SR)
+    x = harmonic(200.0, 3.6, SR, amp=0.3)
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=session_cfg, sample_rate=SR), session=session, backend=backend)
+    loop.start()
+    change_at = int(1.4 * SR) // session.block_size
+    while loop.stats().blocks < change_at and not backend.done.is_set():
+        time.sleep(0.001)
+    blocks_then = loop.stats().blocks
+    loop.set(key=5.0)
+    assert backend.done.wait(120)
+    loop.stop()
+    assert blocks_then * session.block_size < 2.0 * SR  # the change happened where we meant it
+    y = backend.result(loop.internal_latency_samples())
+
+    def f0(seg):
+        hop = SR // 20
+        vals = [estimate_f0(seg[i:i + hop], SR) for i in range(0, len(seg) - hop, hop)]
+        vals = [v for v in vals if v]
+        assert len(vals) > 5
+        return float(np.median(vals))
+
+    before = f0(y[int(0.4 * SR):int(1.3 * SR)])
+    after = f0(y[int(2.4 * SR):int(3.5 * SR)])
+    shift = 12 * np.log2(after / before)
+    assert abs(shift - 5.0) < 0.3, (before, after, shift)
+    assert loop.stats().output_f0_hz == pytest.approx(loop.stats().input_f0_hz * 2 ** (5 / 12), rel=0.02)
+
+
+# --------------------------------------------------------------------------- device errors
+def test_unknown_device_is_a_clear_device_error():
+    from realtime.devices import DeviceError, resolve
+
+    with pytest.raises(DeviceError, match="no input device matches 'nosuch'"):
+        resolve("nosuch", "input")
+    with pytest.raises(DeviceError, match="no audio device number 999"):
+        resolve(999, "output")
+
+
+def test_live_command_with_unknown_input_prints_error_and_exits_2(capsys):
+    import main
+
+    assert main.main(["live", "--input", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nosuch" in err
