@@ -128,7 +128,8 @@ class Evaluator:
     """Holds the converter and every metric's model; `run(items)` measures each item under each system."""
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, systems=DEFAULT_SYSTEMS,
-                 skip: tuple[str, ...] = (), plots_dir: str | Path | None = None, progress: bool = True):
+                 skip: tuple[str, ...] = (), plots_dir: str | Path | None = None, progress: bool = True,
+                 voices: tuple[str, ...] = ()):
         unknown = set(skip) - set(OPTIONAL_METRICS)
         if unknown:
             raise ComoliveError(f"--skip: unknown metric(s) {', '.join(sorted(unknown))} "
@@ -136,6 +137,8 @@ class Evaluator:
         torch.set_num_threads(1)
         self.model_name = str(model or "embedded default")
         self.conv = Converter(model=model, device=device)
+        for v in voices:  # an unknown voice is a clear error before the metric models load
+            self.conv.model.speaker(v)
         self.sr = self.conv.cfg.sample_rate
         self.frame_rate = self.conv.cfg.frame_rate
         self.progress = progress
@@ -315,7 +318,9 @@ class Evaluator:
 # ------------------------------------------------------------------------------- the two modes
 def evaluate_parallel(corpus: str | Path, model: str | Path | None = None, systems=DEFAULT_SYSTEMS,
                       max_pairs: int = 12, device: str | None = None, progress: bool = True,
-                      skip: tuple[str, ...] = (), plots_dir: str | Path | None = None) -> dict:
+                      skip: tuple[str, ...] = (), plots_dir: str | Path | None = None,
+                      max_seconds: float | None = None) -> dict:
+    """max_seconds crops every pair (from its start) for quicker runs."""
     corpus = Path(corpus)
     ev = Evaluator(model, device, systems, skip, plots_dir, progress)
     by_melody = heldout_renditions(corpus)
@@ -330,12 +335,12 @@ def evaluate_parallel(corpus: str | Path, model: str | Path | None = None, syste
     for src, tgt in pairs:
         src_wav, _ = load_audio(src.wav_path, ev.sr)
         ref, _ = load_audio(tgt.wav_path, ev.sr)
-        n = min(len(src_wav), len(ref))
+        n = min(len(src_wav), len(ref), int(max_seconds * ev.sr) if max_seconds else len(ref))
         f0 = ground_truth_on_model_grid(np.load(src.f0_path), n // ev.conv.cfg.hop_length)
         items.append(EvalItem(f"{src.voice}/{src.melody}", src_wav[:n], tgt.voice, tgt.transpose - src.transpose,
                               source_f0=f0, truth=ref[:n], source_voice=src.voice))
     rows = ev.run(items, {v: ev._refs[v] for v in {i.voice for i in items}})
-    inputs = {"corpus": str(corpus), "pairs": len(items),
+    inputs = {"corpus": str(corpus), "pairs": len(items), "max_seconds": max_seconds,
               "target_reference": "mean d-vector of up to 4 held-out renditions by the target voice",
               "source_reference": "the same for the source voice",
               "expected_f0": "exact corpus f0 of the source rendition x key shift"}
@@ -355,8 +360,7 @@ def evaluate_folder(source_dir: str | Path, voice: str, ref_dir: str | Path | No
     files = audio_files(source_dir)
     if not files:
         raise ComoliveError(f"{source_dir}: no audio files ({', '.join(AUDIO_EXTS)})")
-    ev = Evaluator(model, device, systems, skip, plots_dir, progress)
-    ev.conv.model.speaker(voice)  # unknown voice: a clear error before any work
+    ev = Evaluator(model, device, systems, skip, plots_dir, progress, voices=(voice,))
     items = []
     for f in files:
         try:

@@ -117,4 +117,4 @@ def difference_db(signal: np.ndarray, reference: np.ndarray) -> float:
     err, ref = float(np.sum((a - b) ** 2)), float(np.sum(b**2))
     if ref == 0.0:
         return DIFF_FLOOR_DB if err == 0.0 else float("inf")
-    return max(DIFF_FLOOR_DB, 10.0 * np.log10(max(err / ref, 1e-300)))
+    return float(max(DIFF_FLOOR_DB, 10.0 * np.log10(max(err / ref, 1e-300))))
