@@ -208,7 +208,6 @@ def test_live_key_change_shifts_the_output_pitch(session_cfg):
     after = f0(y[int(2.4 * SR):int(3.5 * SR)])
     shift = 12 * np.log2(after / before)
     assert abs(shift - 5.0) < 0.3, (before, after, shift)
-    assert loop.stats().output_f0_hz == pytest.approx(loop.stats().input_f0_hz * 2 ** (5 / 12), rel=0.02)
 
 
 # --------------------------------------------------------------------------- device errors
