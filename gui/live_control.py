@@ -14,14 +14,16 @@ from gui.presets import LIVE_FIELDS, PanelSettings
 from gui.workers import Job
 
 IDLE, STARTING, RUNNING = "idle", "starting", "running"
+FALLBACK_RATE = 48000  # for the latency budget when the input device is not known yet
 
 
-def session_config(s: PanelSettings):
-    """The engine's SessionConfig for these settings (only the fields it has)."""
+def session_config(s: PanelSettings, rate: int | None = None):
+    """The engine's SessionConfig for these settings (only the fields it has), at the loop's sample rate."""
     from engine.stream_session import SessionConfig
 
     wanted = dict(block_ms=s.block_ms, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
-                  vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms)
+                  vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms,
+                  sample_rate=rate)
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in wanted.items() if k in names and v is not None})
 
@@ -40,18 +42,36 @@ def live_config(s: PanelSettings, devices: list):
     from realtime.live import LiveConfig
 
     return LiveConfig(
-        session=session_config(s),
+        session=session_config(s, input_rate(s, devices)),
         input_device=_device_spec(s.input_device, "input", s.hostapi, devices),
         output_device=_device_spec(s.output_device, "output", s.hostapi, devices),
         monitor_device=_device_spec(s.monitor_device, "output", s.hostapi, devices),
         hostapi=s.hostapi, sample_rate=s.sample_rate, input_gain_db=s.input_gain_db,
         output_gain_db=s.output_gain_db, monitor_gain_db=s.monitor_gain_db, bypass=s.bypass,
-        record_dir=(s.record_dir if s.record and s.record_dir else None))
+        record_dir=(s.record_dir if s.record and s.record_dir else None), margin_ms=s.margin_ms or None)
+
+
+def input_rate(s: PanelSettings, devices: list) -> int | None:
+    """The rate the loop will run at: the chosen rate, else the input device's own (None if unknown)."""
+    if s.sample_rate:
+        return int(s.sample_rate)
+    from realtime.devices import resolve
+
+    try:
+        return int(resolve(_device_spec(s.input_device, "input", s.hostapi, devices), "input", s.hostapi)
+                   .default_samplerate)
+    except Exception:  # noqa: BLE001 - no such device yet: the budget uses a usual rate, Start will explain
+        return None
 
 
 def _restart_key(cfg) -> tuple:
-    """What a prepared session was built for, apart from the values a live session takes on the fly."""
+    """What a prepared session was built for (rate included), apart from the values a live session takes on the
+    fly."""
     return tuple((f.name, getattr(cfg, f.name)) for f in fields(cfg) if f.name not in LIVE_FIELDS)
+
+
+def _live_values(cfg) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name in LIVE_FIELDS}
 
 
 def _build_session(cfg):
@@ -66,6 +86,8 @@ def _build_session(cfg):
 def _open_loop(config, session):
     from realtime.live import LiveLoop
 
+    if session is None:
+        session = _build_session(config.session)
     loop = LiveLoop(config, session=session)
     loop.start()
     return loop
@@ -105,10 +127,10 @@ class LiveControl(QObject):
         self.state_changed.emit(state)
 
     # --------------------------------------------------------------- session
-    def prepare(self, settings: PanelSettings) -> None:
+    def prepare(self, settings: PanelSettings, devices: list) -> None:
         """Load a session for these settings in the background (unless the one we hold already fits)."""
         try:
-            cfg = session_config(settings)
+            cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE)
         except Exception as e:  # noqa: BLE001 - e.g. a value the engine refuses: say so, keep going
             from gui.workers import describe
 
@@ -153,6 +175,8 @@ class LiveControl(QObject):
         key = _restart_key(config.session)
         session = self.session if key == self._session_key else None
         self.session = self._session_key = None  # a session runs in one loop at a time
+        if session is not None:
+            session.set(**_live_values(config.session))  # key, voice... may have moved since it was prepared
         self._set_state(STARTING)
         self.busy.emit("opening audio devices…" if session is not None else "loading the voice and opening "
                                                                              "audio devices…")
@@ -174,12 +198,21 @@ class LiveControl(QObject):
         if loop is not None:
             try:
                 loop.stop()
+                self._keep(loop)
             except Exception as e:  # noqa: BLE001
                 from gui.workers import describe
 
                 self.message.emit(f"while stopping: {describe(e)}")
         if self.state != IDLE:
             self._set_state(IDLE)
+
+    def _keep(self, loop) -> None:
+        """The stopped loop's session, reset to time 0, serves the next start (no model reload)."""
+        session = getattr(loop, "session", None)
+        if session is not None and hasattr(session, "reset"):
+            session.reset()
+            self.session, self._session_key = session, _restart_key(session.config)
+            self._preparing = None
 
     def set(self, **changes) -> None:
         """Forward live-changeable values to the running loop."""

@@ -23,7 +23,8 @@ from models.errors import ComoliveError
 
 REFRESH_MS = 40            # meters and pitch at 25 Hz
 SAVE_DELAY_MS = 500        # settings are written shortly after the last change
-BUDGET_FIELDS = ("block_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
+BUDGET_FIELDS = ("block_ms", "margin_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
+DEVICE_FIELDS = ("hostapi", "input_device", "sample_rate")  # these change the rate the session runs at
 
 
 def _load_voices():
@@ -233,7 +234,7 @@ class MainWindow(QMainWindow):
                 self.control.set(**{name: value})
             else:
                 self.statusBar().showMessage(f"{name.replace('_', ' ')} applies at the next start", 6000)
-        elif name in BUDGET_FIELDS:
+        elif name in BUDGET_FIELDS or name in DEVICE_FIELDS:
             self.prepare()
         self._save_soon()
 
@@ -241,7 +242,7 @@ class MainWindow(QMainWindow):
         """Load the session for the current settings in the background: Start is then quick, and the latency
         budget shows before going live."""
         if self.load_model:
-            self.control.prepare(self.settings)
+            self.control.prepare(self.settings, self.devices)
 
     def _save_soon(self) -> None:
         self._save_timer.start()
@@ -309,6 +310,8 @@ class MainWindow(QMainWindow):
             self.banner.show_message(str(e))
         self.audio_panel.set_devices(hostapis, self.devices)
         self.audio_panel.load(self.settings)
+        if rescan:
+            self.prepare()  # the input device's rate may have changed
         self.statusBar().showMessage(f"{len(self.devices)} audio devices", 3000)
 
     # ------------------------------------------------------------ transport
@@ -354,8 +357,10 @@ class MainWindow(QMainWindow):
         try:
             from realtime.live import loop_latency_parts
 
-            parts = dict(session.latency_parts())
-            parts.update(loop_latency_parts(session))
+            added = loop_latency_parts(session, self.settings.margin_ms or None)
+            parts = {k: v for k, v in added.items() if k == "block"}  # the order the sound goes through
+            parts.update(session.latency_parts())
+            parts.update({k: v for k, v in added.items() if k != "block"})
             self.latency.set_budget(parts, note="before device buffers" if "device buffers" not in parts else "")
             self.latency.set_device(str(getattr(session, "device", "—")))
         except Exception as e:  # noqa: BLE001 - a missing figure must not stop the panel
@@ -387,6 +392,8 @@ class MainWindow(QMainWindow):
         def done(result):
             self.tune_panel.set_busy(False)
             self.tune_panel.show_result(result)
+            if result.block_ms is None:
+                return
             self.tune_panel.b.show("block_ms", float(result.block_ms))
             self.on_change("block_ms", float(result.block_ms))
             parts = getattr(result, "latency_parts", None)

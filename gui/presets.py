@@ -28,7 +28,7 @@ SECTIONS = {
     "audio": ("hostapi", "input_device", "output_device", "monitor_device", "sample_rate", "input_gain_db",
               "output_gain_db", "monitor_gain_db", "record", "record_dir"),
     "voice": ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "vocoder", "device"),
-    "latency": ("block_ms",),
+    "latency": ("block_ms", "margin_ms"),
 }
 
 
@@ -51,10 +51,11 @@ class PanelSettings:
     pitch: str = "fcpe"
     steps: int = 1
     gate_db: float = -50.0
-    gate_hold_ms: float = 150.0
+    gate_hold_ms: float = 200.0
     vocoder: str | None = None           # None: the session's default
     device: str | None = None            # None: CUDA when present, else CPU
     block_ms: float = 90.0
+    margin_ms: float = 0.0               # output safety margin; 0 = one block (the loop's default)
     presets: dict[str, dict] = field(default_factory=dict)
     preset: str | None = None            # the preset last switched to
 

@@ -8,19 +8,10 @@ from gui.controls import Bindings
 
 
 def result_rows(result) -> list[str]:
-    """Lines of the tuner's table, whatever the row objects look like (dicts or dataclasses)."""
-    rows = []
-    for r in getattr(result, "table", None) or getattr(result, "rows", None) or []:
-        get = r.get if isinstance(r, dict) else (lambda k, r=r: getattr(r, k, None))
-        block, p50, p99 = get("block_ms"), get("compute_ms_p50"), get("compute_ms_p99")
-        ratio, drops = get("ratio"), get("dropouts")
-        text = f"{block:.0f} ms block: compute p50 {p50:.1f} / p99 {p99:.1f} ms" if block is not None else str(r)
-        if ratio is not None:
-            text += f" ({100 * ratio:.0f}%)"
-        if drops is not None:
-            text += f", {drops} dropouts"
-        rows.append(text)
-    return rows
+    """The tuner's table, one line per block size tried."""
+    return [f"{r.block_ms:.0f} ms: compute p50 {r.compute_ms_p50:.1f} / p99 {r.compute_ms_p99:.1f} ms "
+            f"({100 * r.ratio_p99:.0f}% of the block), {r.dropouts} dropouts — {'ok' if r.ok else 'too slow'}"
+            for r in result.rows]
 
 
 class TunePanel(QWidget):
@@ -33,6 +24,11 @@ class TunePanel(QWidget):
         self.block_ms = self.b.double("block_ms", 10, 1000, 5, " ms", 0,
                                       "Audio block: smaller = less latency, more CPU per second; applies at the "
                                       "next start")
+        self.margin_ms = self.b.double("margin_ms", 0, 3000, 10, " ms", 0,
+                                       "Output safety margin: time the converted audio waits before it plays, so "
+                                       "that slow blocks do not drop out. 'one block' is the usual choice; raise "
+                                       "it if the dropout counter climbs (next start)")
+        self.margin_ms.setSpecialValueText("one block")
         self.tune = QPushButton("&Tune for this machine")
         self.tune.setObjectName("tune")
         self.tune.setToolTip("Runs the voice on a test signal at several block sizes (about 10 s, no audio "
@@ -46,6 +42,7 @@ class TunePanel(QWidget):
         self.result.setWordWrap(True)
         form = QFormLayout(self)
         form.addRow("&Block size", self.block_ms)
+        form.addRow("Safety &margin", self.margin_ms)
         form.addRow("", self.tune)
         form.addRow("", self.progress)
         form.addRow("", self.result)
@@ -57,16 +54,19 @@ class TunePanel(QWidget):
             self.progress.setRange(0, 0)  # indeterminate until the tuner reports a fraction
             self.result.setText("measuring…")
 
-    def on_progress(self, value) -> None:
-        if isinstance(value, (int, float)) and 0 <= value <= 1:
+    def on_progress(self, values: tuple) -> None:
+        """The tuner's progress(fraction, what) calls."""
+        fraction = values[0] if values else None
+        if isinstance(fraction, (int, float)):
             self.progress.setRange(0, 100)
-            self.progress.setValue(int(100 * value))
-        elif isinstance(value, str):
-            self.result.setText(value)
+            self.progress.setValue(int(100 * fraction))
+        if len(values) > 1:
+            self.result.setText(f"measuring: {values[1]}…")
 
     def show_result(self, result) -> None:
-        lines = [f"proposed block: {result.block_ms:.0f} ms"] + result_rows(result)
-        self.result.setText("\n".join(lines))
+        head = (f"proposed block on {result.device}: {result.block_ms:.0f} ms (applied)" if result.block_ms else
+                f"no block size kept up on {result.device}: try a lighter vocoder, fewer steps or the GPU")
+        self.result.setText("\n".join([head] + result_rows(result)))
 
     def load(self, settings) -> None:
         self.b.load(settings)

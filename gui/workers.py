@@ -22,7 +22,9 @@ def describe(exc: BaseException) -> str:
 
 
 class Job(QThread):
-    """Runs fn(*args, progress=...) if wants_progress, else fn(*args); emits done(result) or failed(message)."""
+    """Runs fn(*args, progress=...) if wants_progress, else fn(*args); emits done(result) or failed(message).
+
+    progress(*values) calls from the worker arrive as one progress(tuple) signal on the GUI thread."""
 
     done = pyqtSignal(object)
     failed = pyqtSignal(str)
@@ -35,7 +37,7 @@ class Job(QThread):
     def run(self) -> None:
         try:
             if self.wants_progress:
-                result = self.fn(*self.args, progress=self.progress.emit)
+                result = self.fn(*self.args, progress=lambda *a: self.progress.emit(a))
             else:
                 result = self.fn(*self.args)
         except BaseException as e:  # noqa: BLE001 - a worker must never take the panel down

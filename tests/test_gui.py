@@ -104,3 +104,156 @@ def test_panel_presets_switch_by_shortcut_and_persist(make_window, qtbot, store)
     again.delete_preset("low")
     assert [b.text() for b in again.presets.buttons] == ["1 high"]
     assert "low" not in SettingsStore(store.path).load().presets
+
+
+def test_unknown_device_shows_a_message_and_the_panel_stays_usable(make_window, qtbot, store):
+    from gui.live_control import IDLE
+
+    w = make_window(store, load_model=False)
+    w.settings.input_device = "no such microphone"
+    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=30_000)
+    assert "no input device matches 'no such microphone'" in w.banner.text.text()
+    assert w.control.state == IDLE and w.control.loop is None
+    assert w.start_button.isEnabled() and "Start" in w.start_button.text()
+    qtbot.keyClick(w, Qt.Key.Key_Escape)  # dismiss; the panel goes on working
+    assert not w.banner.isVisible()
+    w.voice_panel.key.setValue(2.0)
+    assert w.settings.key == 2.0
+
+
+# ------------------------------------------------------------------------------- live, on JACK dummy devices
+class JackProbe:
+    """A JACK client that plays a looping test signal into the loop's input port and records its output port."""
+
+    def __init__(self, server: str, signal, name: str = "comolive_probe"):
+        import jack
+        import numpy as np
+
+        self.np = np
+        self.client = jack.Client(name, no_start_server=True, servername=server)
+        self.rate = self.client.samplerate
+        self.signal = np.asarray(signal, np.float32)
+        self.pos = 0
+        self.chunks: list = []
+        self.play = self.client.outports.register("play")
+        self.rec = self.client.inports.register("rec")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        idx = (self.pos + self.np.arange(frames)) % len(self.signal)
+        self.play.get_array()[:] = self.signal[idx]
+        self.pos += frames
+        self.chunks.append(self.rec.get_array().copy())
+
+    def connect_to_loop(self) -> list[str]:
+        """Wire our output into every port of the loop's JACK client, and its outputs into our recorder."""
+        mine = (self.client.name + ":", "system:")
+        ins = [p for p in self.client.get_ports(is_audio=True, is_input=True) if not p.name.startswith(mine)]
+        outs = [p for p in self.client.get_ports(is_audio=True, is_output=True) if not p.name.startswith(mine)]
+        for p in ins:
+            self.client.connect(self.play, p)
+        for p in outs:
+            self.client.connect(p, self.rec)
+        return [p.name for p in ins + outs]
+
+    def take(self):
+        """Everything recorded since the last take()."""
+        chunks, self.chunks = self.chunks, []
+        return self.np.concatenate(chunks) if chunks else self.np.zeros(0, self.np.float32)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def median_f0(audio, rate: int) -> float:
+    """Median f0 of the voiced frames of recorded output (WORLD DIO, independent of the loop's own read-out)."""
+    import numpy as np
+
+    from engine.pitch import make_pitch_extractor
+
+    f0 = make_pitch_extractor("dio").extract_from(audio.astype(np.float32), rate)
+    voiced = f0[f0 > 0]
+    assert len(voiced) > 10, "no voiced output to measure"
+    return float(np.median(voiced))
+
+
+def pick(combo, data) -> None:
+    """Choose an item the way a click does (activated fires, the window hears it)."""
+    i = combo.findData(data)
+    assert i >= 0, f"{data!r} not offered: {[combo.itemData(k) for k in range(combo.count())]}"
+    combo.setCurrentIndex(i)
+    combo.activated.emit(i)
+
+
+def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
+    import math
+
+    import numpy as np
+
+    from gui.live_control import IDLE, RUNNING
+    from tests.helpers import harmonic
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    w = make_window(store)
+    jack_api = next(h for h in (w.audio_panel.hostapi.itemData(i) for i in range(w.audio_panel.hostapi.count()))
+                    if h and "JACK" in h)
+    pick(w.audio_panel.hostapi, jack_api)
+    pick(w.audio_panel.input_device, "system")
+    pick(w.audio_panel.output_device, "system")
+    pick(w.voice_panel.vocoder, "hifigan")
+    # a generous safety margin: on a loaded machine a slow block then arrives late but not dropped
+    w.tune_panel.block_ms.setValue(180.0)
+    w.tune_panel.margin_ms.setValue(1500.0)
+    assert (w.settings.hostapi, w.settings.input_device, w.settings.output_device) == (jack_api, "system", "system")
+
+    # an unsupported rate is a message, then the panel goes live once it is fixed
+    pick(w.audio_panel.sample_rate, 22050)
+    qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.banner.isVisible() and w.control.state == IDLE, timeout=120_000)
+    assert "22050" in w.banner.text.text() and "support" in w.banner.text.text()
+    pick(w.audio_panel.sample_rate, None)
+
+    # budget before starting: the session's parts plus the output margin
+    qtbot.waitUntil(lambda: "output margin" in w.latency.parts, timeout=180_000)
+    declared = sum(w.latency.parts.values())
+    assert w.latency.parts["block"] == pytest.approx(180.0, abs=1.0)
+    assert w.latency.parts["output margin"] == pytest.approx(1500.0)
+
+    probe = JackProbe(jack_server.name, harmonic(220.0, 2.0, jack_server.rate, amp=0.3))
+    try:
+        qtbot.keyClick(w, Qt.Key.Key_Space)  # start
+        qtbot.waitUntil(lambda: w.control.state == RUNNING, timeout=180_000)
+        assert not w.banner.isVisible(), w.banner.text.text()
+        assert probe.connect_to_loop()
+        qtbot.waitUntil(lambda: w.in_meter.level_db > -30 and w.out_meter.level_db > -40, timeout=60_000)
+        assert "device output buffer" in w.latency.parts and sum(w.latency.parts.values()) >= declared
+        qtbot.wait(2000)
+        probe.take()
+        qtbot.wait(3000)
+        before = probe.take()
+        assert np.sqrt(np.mean(before ** 2)) > 0.01, "no converted audio at the output port"
+        f0_before = median_f0(before, probe.rate)
+
+        w.voice_panel.key.setValue(7.0)  # live, no restart
+        assert w.control.state == RUNNING
+        qtbot.wait(2000)
+        probe.take()
+        qtbot.wait(3000)
+        after = probe.take()
+        f0_after = median_f0(after, probe.rate)
+        shift = 12 * math.log2(f0_after / f0_before)
+        print(f"output f0 {f0_before:.1f} Hz -> {f0_after:.1f} Hz after key +7 ({shift:+.2f} semitones)")
+        assert 5.0 < shift < 9.0
+        assert w.pitch_view.key == 7.0 and any(v is not None for v in w.pitch_view.outputs)
+        w.grab().save(str(ARTIFACTS / "panel_running.png"))
+
+        qtbot.keyClick(w, Qt.Key.Key_B)  # bypass: the dry voice, live
+        assert w.settings.bypass and w.control.loop.config.bypass
+        qtbot.keyClick(w, Qt.Key.Key_Space)  # stop
+        qtbot.waitUntil(lambda: w.control.state == IDLE, timeout=30_000)
+        assert w.control.loop is None and "Start" in w.start_button.text()
+    finally:
+        probe.close()
