@@ -243,11 +243,14 @@ class LiveControl(QObject):
         return st
 
     # ------------------------------------------------------------------ tune
-    def tune(self, settings: PanelSettings, on_done, on_fail, on_progress, seconds: float = 10.0) -> Job:
+    def tune(self, settings: PanelSettings, devices: list, on_done, on_fail, on_progress, seconds: float = 10.0,
+             candidates_ms=None) -> Job:
+        """Run realtime.tune.tune on the current settings (at the input's rate) in a worker thread."""
         from realtime.tune import tune
 
-        cfg = session_config(settings)
-        job = Job(lambda c, progress: tune(c, seconds=seconds, progress=progress), cfg, wants_progress=True,
-                  parent=self)
+        cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE)
+        extra = {"candidates_ms": tuple(candidates_ms)} if candidates_ms else {}
+        job = Job(lambda c, progress: tune(c, seconds=seconds, progress=progress, rate=c.sample_rate, **extra),
+                  cfg, wants_progress=True, parent=self)
         job.progress.connect(on_progress)
         return self._run(job, on_done, on_fail)

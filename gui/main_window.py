@@ -76,6 +76,8 @@ class MainWindow(QMainWindow):
         self._last_error = None
         self._jobs: set[Job] = set()
         self.load_model = load_model  # False: a panel that only edits settings (never loads the model)
+        self.tune_seconds = 10.0       # test phrase length per block size tried
+        self.tune_candidates_ms = None  # None: the tuner's own list
         self._build()
         self._wire()
         self._shortcuts()
@@ -405,7 +407,8 @@ class MainWindow(QMainWindow):
             self.tune_panel.result.setText("")
             self.banner.show_message(f"tuning failed: {msg}")
 
-        self.control.tune(self.settings, done, failed, self.tune_panel.on_progress)
+        self.control.tune(self.settings, self.devices, done, failed, self.tune_panel.on_progress,
+                          seconds=self.tune_seconds, candidates_ms=self.tune_candidates_ms)
 
     # -------------------------------------------------------------- voices
     def _start_job(self, job: Job, done, failed) -> None:

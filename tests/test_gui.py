@@ -257,3 +257,24 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
         assert w.control.loop is None and "Start" in w.start_button.text()
     finally:
         probe.close()
+
+
+def test_tune_button_runs_the_tuner_in_the_background_and_applies_its_block(make_window, qtbot, store):
+    w = make_window(store, load_model=False)
+    w.tune_seconds, w.tune_candidates_ms = 2.0, (232.0, 464.0)
+    pick(w.voice_panel.vocoder, "hifigan")
+    w.tabs.setCurrentWidget(w.tune_panel)
+    qtbot.mouseClick(w.tune_panel.tune, Qt.MouseButton.LeftButton)
+    assert not w.tune_panel.tune.isEnabled() and w.tune_panel.progress.isVisible()
+    assert w.start_button.isEnabled()  # the GUI thread is free while the tuner measures
+    qtbot.waitUntil(lambda: w.tune_panel.tune.isEnabled(), timeout=300_000)
+    assert not w.banner.isVisible(), w.banner.text.text()
+    text = w.tune_panel.result.text()
+    lines = text.splitlines()
+    assert lines[1].startswith("232 ms: compute p50")
+    if text.startswith("proposed block"):
+        proposed = float(lines[0].split(": ")[1].split(" ms")[0])
+        assert w.settings.block_ms == w.tune_panel.block_ms.value() == proposed
+        assert "output margin" in w.latency.parts
+    else:
+        assert text.startswith("no block size kept up") and w.settings.block_ms == 90.0
