@@ -81,16 +81,23 @@ def speed_up_fcpe(model: nn.Module) -> int:
     return n
 
 
+def live_pitch_extractor(name: str = "fcpe", device=None):
+    """A pitch extractor by name with the live path's CPU speed-ups applied (a separate instance:
+    the offline extractor stays untouched)."""
+    ex = make_pitch_extractor(name, device=device)
+    if hasattr(ex, "model"):
+        speed_up_fcpe(ex.model)
+    return ex
+
+
 class PitchStream:
     """push(16 kHz samples) -> f0 of the newly final frames (Hz, 0 = unvoiced; raw, no guard)."""
 
-    def __init__(self, name: str = "fcpe", device=None, window_s: float = 0.32, chunk_samples: int = 1280,
-                 right_frames: int = 1):
-        self.ex = make_pitch_extractor(name, device=device)
+    def __init__(self, name: str = "fcpe", device=None, window_s: float = 0.16, chunk_samples: int = 1280,
+                 right_frames: int = 1, extractor=None):
+        self.ex = extractor if extractor is not None else live_pitch_extractor(name, device)
         if self.ex.sample_rate != PITCH_RATE or self.ex.hop_length != PITCH_HOP:
             raise ValueError("PitchStream expects a 16 kHz, hop 160 extractor")
-        if hasattr(self.ex, "model"):
-            speed_up_fcpe(self.ex.model)
         self.window = int(round(window_s * PITCH_RATE / PITCH_HOP)) * PITCH_HOP
         self.chunk = int(chunk_samples)
         self.right = int(right_frames)

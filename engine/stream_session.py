@@ -46,7 +46,7 @@ import torch
 from engine.content import CONTENT_HOP, CONTENT_SAMPLE_RATE, WhisperContent
 from engine.decoder_stream import DecoderStream, condition
 from engine.feature_stream import LoudnessStream, grid_index
-from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream
+from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream, live_pitch_extractor
 from engine.resample_stream import RationalResampler, StreamResampler
 from models.device import pick_device
 from models.errors import ComoliveError
@@ -104,15 +104,31 @@ def _level_db(x: np.ndarray) -> float:
     return 10.0 * math.log10(ms) if ms > 1e-20 else -200.0
 
 
-def _resolve_vocoder(name: str, device: torch.device) -> str:
-    if str(name).strip().lower() != "auto":
-        return name
+_LOADED: dict = {}  # loaded, stateless parts shared by sessions (a new block size needs no reload)
+
+
+def _loaded(key, make):
+    if key not in _LOADED:
+        _LOADED[key] = make()
+    return _LOADED[key]
+
+
+def _load_vocoder(name: str, device: torch.device):
+    """A vocoder by name; "auto" is models.vocoders.default_live_vocoder(device) ("hn" on a CPU), falling
+    back to "hifigan" when that one cannot be loaded here."""
     from models import vocoders
 
+    if str(name).strip().lower() != "auto":
+        return name, _loaded(("vocoder", name, str(device)), lambda: load_vocoder(name, device=device))
     pick = getattr(vocoders, "default_live_vocoder", None)
-    if pick is not None:
-        return pick(device)
-    return "hifigan"
+    choice = pick(device) if pick is not None else "hifigan"
+    try:
+        return choice, _loaded(("vocoder", choice, str(device)), lambda: load_vocoder(choice, device=device))
+    except (ComoliveError, ImportError, OSError):
+        if choice == "hifigan":
+            raise
+        return "hifigan", _loaded(("vocoder", "hifigan", str(device)),
+                                  lambda: load_vocoder("hifigan", device=device))
 
 
 class _Ramp:
@@ -150,7 +166,8 @@ class StreamSession:
             torch.set_num_threads(int(cfg.threads))
         self._device = pick_device(cfg.device)
         self.device = "cuda:0" if self._device.type == "cuda" else "cpu"
-        self.model = VoiceModel.load(cfg.model, device=self._device)
+        self.model = _loaded(("model", cfg.model, str(self._device)),
+                             lambda: VoiceModel.load(cfg.model, device=self._device))
         self.mcfg = m = self.model.cfg
         self.voice = cfg.voice or self.model.meta.get("default_voice") or sorted(self.model.voices)[0]
         self.model.speaker(self.voice)  # unknown voice -> ComoliveError now
@@ -165,16 +182,16 @@ class StreamSession:
         self.res16 = StreamResampler(self.sr, CONTENT_SAMPLE_RATE, k_in)
         self.res22 = StreamResampler(self.sr, m.sample_rate, k_in)
         threads = torch.get_num_threads()
-        self.content = WhisperContent(device=self.device, threads=threads)
+        self.content = _loaded(("content", self.device, threads),
+                               lambda: WhisperContent(device=self.device, threads=threads))
         self.content_stream = self.content.stream()
         self.content_chunk = self.content.chunk_samples
-        self.pitch = PitchStream(cfg.pitch, device=self.device, window_s=cfg.pitch_window_s,
-                                 chunk_samples=self.content_chunk)
+        pitch_ex = _loaded(("pitch", cfg.pitch, self.device), lambda: live_pitch_extractor(cfg.pitch, self.device))
+        self.pitch = PitchStream(window_s=cfg.pitch_window_s, chunk_samples=self.content_chunk, extractor=pitch_ex)
         self.loud = LoudnessStream(m.hop_length, 1024)
         self.f0_post = CausalF0()
         self.decoder = DecoderStream(self.model.student, steps=cfg.steps, seed=cfg.seed)
-        self.vocoder_name = _resolve_vocoder(cfg.vocoder, self._device)
-        self.vocoder = load_vocoder(self.vocoder_name, device=self._device)
+        self.vocoder_name, self.vocoder = _load_vocoder(cfg.vocoder, self._device)
         if self.vocoder.sample_rate != m.sample_rate or self.vocoder.hop_length != m.hop_length:
             raise ComoliveError(f"vocoder {self.vocoder_name!r} works at {self.vocoder.sample_rate} Hz / hop "
                                 f"{self.vocoder.hop_length}, the model at {m.sample_rate} Hz / hop {m.hop_length}")
@@ -513,9 +530,13 @@ class StreamSession:
         nxt = self.frames
         c_keep = int(grid_index(nxt, m.sample_rate, m.hop_length, CONTENT_SAMPLE_RATE, CONTENT_HOP))
         p_keep = int(grid_index(nxt, m.sample_rate, m.hop_length, PITCH_RATE, PITCH_HOP))
+        # never trim past what has arrived: the next frame's source frame may not be here yet
+        c_keep = min(c_keep, self._c0 + len(self._content))
+        p_keep = min(p_keep, self._p0 + len(self._f0raw))
+        l_keep = min(nxt, self._l0 + len(self._loud))
         self._content, self._c0 = self._content[c_keep - self._c0:], c_keep
         self._f0raw, self._p0 = self._f0raw[p_keep - self._p0:], p_keep
-        self._loud, self._l0 = self._loud[nxt - self._l0:], nxt
+        self._loud, self._l0 = self._loud[l_keep - self._l0:], l_keep
         return y
 
     # ------------------------------------------------------------------ whole files

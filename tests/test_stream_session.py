@@ -1,0 +1,268 @@
+"""The streaming session with the real embedded model, real extractors and the live vocoder."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.decoder_stream import DecoderStream, condition
+from engine.feature_stream import LoudnessStream
+from engine.loudness import Loudness
+from engine.pitch import FCPEPitch
+from engine.resample_stream import StreamResampler
+from engine.stream_session import SessionConfig, StreamSession, run_offline
+from models.audio_io import resample
+from models.errors import ComoliveError
+from models.voice_model import VoiceModel
+from tests.helpers import harmonic
+
+OFF = float("-inf")  # gate threshold that keeps the gate open
+
+
+def _tone(freqs: np.ndarray, sr: int, amp: float = 0.3) -> np.ndarray:
+    """Harmonic tone following a per-sample f0 curve (phase-continuous)."""
+    ph = 2 * np.pi * np.cumsum(freqs) / sr
+    x = sum(np.sin(k * ph) / k for k in range(1, 11))
+    return (amp * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def _rel_db(a: np.ndarray, ref: np.ndarray) -> float:
+    return 10 * math.log10(float(np.sum((a - ref) ** 2)) / float(np.sum(ref ** 2)) + 1e-30)
+
+
+def _peak(y: np.ndarray) -> np.ndarray:
+    """Scaled to a 0.5 peak: FCPE's voicing decision depends on level, the tests ask about pitch."""
+    return (0.5 * y / max(float(np.max(np.abs(y))), 1e-9)).astype(np.float32)
+
+
+def _fine_f0(y: np.ndarray, sr: int, fcpe: FCPEPitch) -> tuple[np.ndarray, np.ndarray]:
+    """FCPE f0 at 1 ms resolution: ten runs on the 16 kHz signal shifted by 0..9 ms. Returns (times s, f0)."""
+    y16 = resample(_peak(y), sr, 16000)
+    t, f = [], []
+    for k in range(10):
+        fk = fcpe.extract(y16[16 * k:])
+        t.append((np.arange(len(fk)) + 0.5) * 0.01 + k * 0.001)
+        f.append(fk)
+    t, f = np.concatenate(t), np.concatenate(f)
+    order = np.argsort(t)
+    return t[order], f[order]
+
+
+def _crossing(t: np.ndarray, f: np.ndarray, level: float, after: float) -> float:
+    """First time after `after` where f crosses `level` upwards (linear interpolation)."""
+    i = next(j for j in range(len(f) - 1) if t[j] > after and f[j] < level <= f[j + 1])
+    return float(t[i] + (level - f[i]) / (f[i + 1] - f[i]) * (t[i + 1] - t[i]))
+
+
+@pytest.fixture(scope="module")
+def fcpe():
+    return FCPEPitch(device="cpu")
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def test_resampler_is_split_invariant_with_the_declared_delay():
+    rng = np.random.default_rng(0)
+    for sr_in, sr_out in ((48000, 16000), (44100, 22050), (22050, 48000), (16000, 22050)):
+        r = StreamResampler(sr_in, sr_out, max(4, round(0.0015 * sr_in)))
+        t = np.arange(sr_in // 2) / sr_in
+        x = np.sin(2 * np.pi * 300 * t).astype(np.float32)
+        whole = r.push(x)
+        r.reset()
+        parts, i = [], 0
+        while i < len(x):
+            n = int(rng.integers(1, 2000))
+            parts.append(r.push(x[i:i + n]))
+            i += n
+        assert np.array_equal(np.concatenate(parts), whole)
+        assert len(whole) == -(-len(x) * sr_out // sr_in)
+        to = np.arange(len(whole)) / sr_out - r.delay_seconds
+        ref = np.sin(2 * np.pi * 300 * to) * (to >= 0)
+        steady = slice(int(0.01 * sr_out), None)
+        assert np.max(np.abs(whole[steady] - ref[steady])) < 1e-3
+
+
+def test_loudness_stream_equals_offline_loudness():
+    x = harmonic(180, 1.0, 22050) * np.linspace(0.1, 1.0, 22050, dtype=np.float32)
+    ls = LoudnessStream(256, 1024)
+    out, i = [], 0
+    for n in (100, 539, 640, 1, 3000, 7000, 20000):
+        out.append(ls.push(x[i:i + n]))
+        i += n
+    got = np.concatenate(out)
+    ref = Loudness(22050, 256, 1024).extract(x)
+    assert len(got) == ls.available(len(x)) and len(got) >= len(ref) - 3
+    np.testing.assert_array_equal(got, ref[: len(got)])
+
+
+def test_multistep_decoder_stream_equals_voice_model_decode():
+    model = VoiceModel.load(None)
+    cfg = model.cfg
+    rng = np.random.default_rng(1)
+    t = 60
+    f0 = np.full(t, 220.0, np.float32)
+    feats = {"content": rng.standard_normal((t, cfg.content_dim)).astype(np.float32), "f0": f0,
+             "voiced": np.ones(t, np.float32), "loudness": np.full(t, -20.0, np.float32)}
+    spk = model.speaker(None)
+    for steps in (1, 2):
+        ds = DecoderStream(model.student, steps=steps, seed=3)
+        pre = condition(model.student, feats["content"], f0, feats["voiced"], feats["loudness"],
+                        np.tile(spk, (t, 1)), np.zeros(t, np.float32))
+        got = torch.cat([ds.push(pre[..., a:b]) for a, b in ((0, 7), (7, 8), (8, 33), (33, t))], -1)
+        batch = {k: torch.from_numpy(v)[None] for k, v in feats.items()}
+        batch["speaker"] = torch.from_numpy(spk)[None]
+        batch["shift"] = torch.zeros(1)
+        ref = model.decode(batch, steps=steps, seed=3)[0]
+        assert got.shape[-1] == t - ds.lookahead_frames == t - 2 * steps
+        assert torch.allclose(got, ref[:, : got.shape[-1]], atol=2e-4), (got - ref[:, : got.shape[-1]]).abs().max()
+
+
+# ----------------------------------------------------------------------------- the session
+
+
+def test_streamed_output_equals_offline_run_for_other_block_sizes():
+    sr = 44100
+    x = harmonic(220, 0.9, sr, vibrato_cents=80)
+    base = SessionConfig(sample_rate=sr, gate_db=OFF)
+    ref = run_offline(base, x, sr)  # 80 ms blocks
+    assert np.sqrt(np.mean(ref[sr // 4:] ** 2)) > 1e-3  # it really converts something
+    for block_ms in (45.0, 20.0, 160.0):
+        s = StreamSession(SessionConfig(sample_rate=sr, block_ms=block_ms, gate_db=OFF))
+        raw = []
+        total = len(x) + s.latency_samples
+        xp = np.concatenate([x, np.zeros(total - len(x) + s.block_size, np.float32)])
+        for k in range(-(-total // s.block_size)):
+            raw.append(s.process(xp[k * s.block_size:(k + 1) * s.block_size]))
+        got = np.concatenate(raw)[s.latency_samples: s.latency_samples + len(x)]
+        assert s.stats.underflows == 0
+        assert _rel_db(got, ref) < -40.0, (block_ms, _rel_db(got, ref))
+
+
+@pytest.mark.parametrize("sr,block_ms", [(48000, 80.0), (48000, 30.0)])
+def test_declared_latency_equals_measured(sr, block_ms, fcpe):
+    """A voiced tone steps 220 -> 330 Hz at 0.5 s; the step comes out latency_samples later (found with
+    FCPE at 1 ms resolution, within half a model frame: the f0 feature lives on the 11.6 ms grid)."""
+    n = sr
+    f = np.where(np.arange(n) < n // 2, 220.0, 330.0)
+    x = _tone(f, sr)
+    s = StreamSession(SessionConfig(sample_rate=sr, block_ms=block_ms, gate_db=OFF))
+    y = s.run_offline(x, aligned=False)
+    mid = math.sqrt(220 * 330)
+    tx = _crossing(*_fine_f0(x, sr, fcpe), mid, 0.3)
+    ty = _crossing(*_fine_f0(y, sr, fcpe), mid, 0.3)
+    measured_ms = 1000 * (ty - tx)
+    assert abs(measured_ms - s.latency_ms) < 6.0, (measured_ms, s.latency_ms)
+    parts = s.latency_parts()
+    assert math.isclose(sum(parts.values()), s.latency_ms, abs_tol=1e-6)
+    assert parts["vocoder lookahead"] > 0 and parts["decoder lookahead"] > 0
+
+
+def test_gate_reopening_output_starts_exactly_latency_later():
+    sr = 48000
+    s = StreamSession(SessionConfig(sample_rate=sr))
+    b = s.block_size
+    x = np.concatenate([np.zeros(5 * b, np.float32), harmonic(220, 0.5, sr)])
+    y = s.run_offline(x, aligned=False)
+    first = int(np.flatnonzero(np.abs(y) > 0)[0])
+    assert first == 5 * b + s.latency_samples
+
+
+def test_key_change_of_an_octave_doubles_output_f0(fcpe):
+    sr = 48000
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF))
+    x = harmonic(220, 1.6, sr, vibrato_cents=0)
+    b = s.block_size
+    out, in_f0, out_f0 = [], [], []
+    for k in range(len(x) // b):
+        if k == 10:
+            s.set(key=12)
+        out.append(s.process(x[k * b:(k + 1) * b]))
+        in_f0.append(s.stats.input_f0_hz)
+        out_f0.append(s.stats.output_f0_hz)
+    y = _peak(np.concatenate(out))
+    d = s.latency_samples
+    switch = 10 * b + d  # first output sample made after the change
+    before = fcpe.extract(resample(y[switch - int(0.4 * sr): switch - int(0.05 * sr)], sr, 16000))
+    after = fcpe.extract(resample(y[switch + int(0.1 * sr):], sr, 16000))
+    assert (before > 0).mean() > 0.8 and (after > 0).mean() > 0.8
+    cents = 1200 * math.log2(np.median(after[after > 0]) / np.median(before[before > 0]))
+    assert abs(cents - 1200) < 60, cents
+    assert abs(1200 * math.log2(out_f0[-1] / in_f0[-1]) - 1200) < 1
+    assert abs(1200 * math.log2(out_f0[5] / in_f0[5])) < 1
+
+
+def test_gate_skips_inference_on_silence_and_reopens():
+    sr = 16000
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=200.0))
+    b = s.block_size
+    rng = np.random.default_rng(0)
+    quiet = (1e-4 * rng.standard_normal(b)).astype(np.float32)  # -80 dBFS
+    for _ in range(3):
+        y = s.process(quiet)
+        assert s.stats.gated and s.stats.frames == 0 and not any(s.stats.stage_ms.values())
+        assert not np.any(y)
+    tone = harmonic(220, 1.0, sr)
+    frames = 0
+    for k in range(8):
+        s.process(tone[k * b:(k + 1) * b])
+        assert not s.stats.gated
+        frames += s.stats.frames
+    assert frames > 0 and s.stats.restarts == 1
+    states = []
+    for _ in range(6):  # 480 ms of quiet: the gate closes after the 200 ms hold
+        y = s.process(quiet)
+        states.append(s.stats.gated)
+    assert states[0] is False and states[-1] is True
+    assert not np.any(y) and s.stats.frames == 0
+    s.process(tone[:b])
+    assert not s.stats.gated and s.stats.restarts == 2
+
+
+def test_nan_and_inf_input_survive():
+    sr = 16000
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF))
+    b = s.block_size
+    x = harmonic(220, 0.8, sr)
+    x[100:110] = np.nan
+    x[3000] = np.inf
+    x[5000] = -np.inf
+    x[6000:6003] = 1e30
+    out = [s.process(x[k * b:(k + 1) * b]) for k in range(len(x) // b)]
+    y = np.concatenate(out)
+    assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
+    assert s.stats.nonfinite == 12
+    assert np.sqrt(np.mean(y[-b:] ** 2)) > 1e-3  # still converting
+    # odd shapes and lengths are taken too
+    assert s.process(np.zeros((b, 2), np.float32)).shape == (b,)
+    assert s.process(np.zeros(0, np.float32)).shape == (0,)
+
+
+def test_live_set_validates_and_applies_at_next_block():
+    s = StreamSession(SessionConfig(sample_rate=16000, gate_db=OFF))
+    with pytest.raises(ComoliveError, match="unknown voice 'nobody'"):
+        s.set(voice="nobody")
+    with pytest.raises(ComoliveError, match="steps"):
+        s.set(steps=2)
+    with pytest.raises(ComoliveError, match="key must be a finite number"):
+        s.set(key=float("nan"))
+    s.set(voice="us2", formant=2.0, gate_db=-40.0)
+    assert s.voice != "us2"
+    s.process(np.zeros(s.block_size, np.float32))
+    assert s.voice == "us2" and s.gate_db == -40.0
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(voice="nobody"), "unknown voice 'nobody'"),
+    (dict(sample_rate=8000), "unsupported sample rate 8000"),
+    (dict(sample_rate=192000), "unsupported sample rate 192000"),
+    (dict(block_ms=2.0), "block of 2 ms is too small"),
+    (dict(pitch="yin"), "unknown pitch extractor 'yin'"),
+    (dict(vocoder="wavenet"), "unknown vocoder 'wavenet'"),
+    (dict(steps=0), "steps must be a whole number"),
+])
+def test_bad_config_gives_a_clear_error(change, message):
+    with pytest.raises(ComoliveError, match=message):
+        StreamSession(SessionConfig(**change))
