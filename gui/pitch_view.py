@@ -124,10 +124,16 @@ class PitchView(QWidget):
         expected = [None if v is None else v + self.key for v in self.inputs]
         p.setPen(QPen(EXPECT_COLOUR, 1.2, Qt.PenStyle.DashLine))
         p.drawPath(self._trace(expected, x0, dx, y))
-        p.setPen(QPen(IN_COLOUR, 2.2))
-        p.drawPath(self._trace(self.inputs, x0, dx, y))
-        p.setPen(QPen(OUT_COLOUR, 2.2))
-        p.drawPath(self._trace(self.outputs, x0, dx, y))
+        for values, colour in ((self.inputs, IN_COLOUR), (self.outputs, OUT_COLOUR)):
+            p.setPen(QPen(colour, 2.2))
+            p.drawPath(self._trace(values, x0, dx, y))
+            dot = QPen(colour, 4.0)  # lone readings (short notes, a slow machine) show as dots
+            dot.setCapStyle(Qt.PenCapStyle.RoundCap)
+            p.setPen(dot)
+            for i, v in enumerate(values):
+                if v is not None and (i == 0 or values[i - 1] is None) and (i + 1 == len(values) or
+                                                                            values[i + 1] is None):
+                    p.drawPoint(QPointF(x0 + i * dx, y(v)))
         p.setClipping(False)
 
         # header: the current notes in words

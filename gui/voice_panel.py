@@ -29,7 +29,7 @@ class VoicePanel(QWidget):
                                 "Noise gate threshold (live): input below it is silence and skips conversion")
         self.gate_hold_ms = b.double("gate_hold_ms", 0, 2000, 10, " ms", 0,
                                      "How long the gate stays open after the voice drops below the threshold")
-        self.vocoder = b.combo("vocoder", [("default", None)] + [(v, v) for v in VOCODERS],
+        self.vocoder = b.combo("vocoder", [("auto (fast on CPU, best on GPU)", None)] + [(v, v) for v in VOCODERS],
                                tip="Vocoder (applies at the next start)")
         self.device = b.combo("device", [("auto (GPU if present)", None), ("CPU", "cpu"), ("CUDA GPU", "cuda")],
                               tip="Where the model runs (applies at the next start)")
@@ -49,7 +49,7 @@ class VoicePanel(QWidget):
         set_items(self.voice, items)
 
     def set_vocoders(self, names) -> None:
-        set_items(self.vocoder, [("default", None)] + [(v, v) for v in names])
+        set_items(self.vocoder, [("auto (fast on CPU, best on GPU)", None)] + [(v, v) for v in names])
 
     def load(self, settings) -> None:
         self.b.load(settings)

@@ -58,8 +58,13 @@ def test_unknown_preset_is_a_clear_error():
 @pytest.fixture
 def make_window(qtbot):
     """Opens panels on a given settings store; closes them (stopping any loop) at the end."""
+    from PyQt6.QtWidgets import QApplication
+
+    from gui.app import dark_palette
     from gui.main_window import MainWindow
 
+    QApplication.instance().setStyle("Fusion")  # the look `python main.py` gives (for the screenshots)
+    QApplication.instance().setPalette(dark_palette())
     windows = []
 
     def make(store, **kw):
@@ -203,11 +208,13 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
     pick(w.audio_panel.hostapi, jack_api)
     pick(w.audio_panel.input_device, "system")
     pick(w.audio_panel.output_device, "system")
-    pick(w.voice_panel.vocoder, "hifigan")
-    # a generous safety margin: on a loaded machine a slow block then arrives late but not dropped
-    w.tune_panel.block_ms.setValue(180.0)
-    w.tune_panel.margin_ms.setValue(1500.0)
     assert (w.settings.hostapi, w.settings.input_device, w.settings.output_device) == (jack_api, "system", "system")
+    # A generous safety margin: on a busy 2-core machine a slow block still plays (late, not dropped), so
+    # this test checks the wiring, not the speed (that is `main.py bench live`).
+    margin_ms = 6000.0
+    w.tabs.setCurrentWidget(w.tune_panel)
+    w.tune_panel.block_ms.setValue(180.0)
+    w.tune_panel.margin_ms.setValue(margin_ms)
 
     # an unsupported rate is a message, then the panel goes live once it is fixed
     pick(w.audio_panel.sample_rate, 22050)
@@ -216,11 +223,12 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
     assert "22050" in w.banner.text.text() and "support" in w.banner.text.text()
     pick(w.audio_panel.sample_rate, None)
 
-    # budget before starting: the session's parts plus the output margin
-    qtbot.waitUntil(lambda: "output margin" in w.latency.parts, timeout=180_000)
-    declared = sum(w.latency.parts.values())
-    assert w.latency.parts["block"] == pytest.approx(180.0, abs=1.0)
-    assert w.latency.parts["output margin"] == pytest.approx(1500.0)
+    # budget before starting: block, the session's parts, the output margin
+    qtbot.waitUntil(lambda: w.latency.parts.get("output margin") == margin_ms and
+                    w.control.session is not None and w.control.session.sr == 48000, timeout=180_000)
+    parts = dict(w.latency.parts)
+    assert parts["block"] == pytest.approx(180.0, abs=1.0) and len(parts) > 3
+    assert w.latency.total.text() == f"{sum(parts.values()):.0f} ms"
 
     probe = JackProbe(jack_server.name, harmonic(220.0, 2.0, jack_server.rate, amp=0.3))
     try:
@@ -228,26 +236,29 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
         qtbot.waitUntil(lambda: w.control.state == RUNNING, timeout=180_000)
         assert not w.banner.isVisible(), w.banner.text.text()
         assert probe.connect_to_loop()
-        qtbot.waitUntil(lambda: w.in_meter.level_db > -30 and w.out_meter.level_db > -40, timeout=60_000)
-        assert "device output buffer" in w.latency.parts and sum(w.latency.parts.values()) >= declared
-        qtbot.wait(2000)
-        probe.take()
-        qtbot.wait(3000)
-        before = probe.take()
-        assert np.sqrt(np.mean(before ** 2)) > 0.01, "no converted audio at the output port"
+        qtbot.waitUntil(lambda: w.in_meter.level_db > -30, timeout=30_000)
+        qtbot.waitUntil(lambda: w.out_meter.level_db > -60, timeout=120_000)  # converted audio came out
+        assert "device output buffer" in w.latency.parts and w.latency.parts["output margin"] == margin_ms
+
+        def record(seconds: float):
+            probe.take()
+            qtbot.wait(int(seconds * 1000))
+            return probe.take()
+
+        before = record(8.0)
+        assert np.max(np.abs(before)) > 0.02, "no converted audio at the output port"
         f0_before = median_f0(before, probe.rate)
 
         w.voice_panel.key.setValue(7.0)  # live, no restart
-        assert w.control.state == RUNNING
-        qtbot.wait(2000)
-        probe.take()
-        qtbot.wait(3000)
-        after = probe.take()
+        assert w.control.state == RUNNING and w.control.loop.config.session.key == 7.0
+        qtbot.wait(int(margin_ms) + 1000)  # what is already converted plays out first
+        after = record(8.0)
         f0_after = median_f0(after, probe.rate)
         shift = 12 * math.log2(f0_after / f0_before)
         print(f"output f0 {f0_before:.1f} Hz -> {f0_after:.1f} Hz after key +7 ({shift:+.2f} semitones)")
         assert 5.0 < shift < 9.0
         assert w.pitch_view.key == 7.0 and any(v is not None for v in w.pitch_view.outputs)
+        assert w.latency.compute.text().startswith("p50 ")
         w.grab().save(str(ARTIFACTS / "panel_running.png"))
 
         qtbot.keyClick(w, Qt.Key.Key_B)  # bypass: the dry voice, live
@@ -255,6 +266,7 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
         qtbot.keyClick(w, Qt.Key.Key_Space)  # stop
         qtbot.waitUntil(lambda: w.control.state == IDLE, timeout=30_000)
         assert w.control.loop is None and "Start" in w.start_button.text()
+        assert w.control.session is not None  # kept for the next start
     finally:
         probe.close()
 
