@@ -40,9 +40,10 @@ COPY_ROW = "vocoder copy-synthesis of target"
 PLOT_FILES = 2  # pitch/spectrogram figures for the first files only: a report needs a few, not all
 
 TABLE_COLS = ("file", "system", "n", "mcd_db", "f0_cents_median", "vuv_agreement", "sim_target", "sim_source",
-              "sim_margin", "dnsmos_ovr", "dnsmos_p808", "cer", "stream_diff_db", "rtf")
+              "sim_margin", "dnsmos_ovr", "dnsmos_p808", "cer", "stream_diff_db", "stream_lag_ms", "stream_block_diff_db",
+              "rtf")
 HEADERS = {"f0_cents_median": "f0_cents", "vuv_agreement": "vuv_agree", "dnsmos_ovr": "dnsmos",
-           "dnsmos_p808": "p808", "stream_diff_db": "stream_dB"}
+           "dnsmos_p808": "p808", "stream_diff_db": "stream_dB", "stream_lag_ms": "lag_ms", "stream_block_diff_db": "blocks_dB"}
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Evaluator:
         if "stream" not in self.skip:
             from engine import eval_stream
 
-            self.streamer, why = eval_stream.make(self.conv)
+            self.streamer, why = eval_stream.make(model, str(self.conv.device))
             if self.streamer is None:
                 self.notes.append(f"streamed vs offline not measured: {why}")
         self.plots_dir = Path(plots_dir) if plots_dir else None
@@ -261,8 +262,8 @@ class Evaluator:
             row["compute_s"] = seconds
             row["rtf"] = seconds / (len(item.wav) / self.sr)
             if self.streamer is not None and sampler == "student":
-                row["stream_diff_db"] = self.streamer.difference_db(item.wav, self.sr, item.voice, item.key,
-                                                                    steps, res.audio)
+                bar.set_postfix_str(f"{item.name}: {name} streamed")
+                row.update(self.streamer.differences(item.wav, self.sr, item.voice, item.key, steps, res.audio))
             rows.append(row)
             wavs[name] = res.audio
             bar.update()

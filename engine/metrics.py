@@ -118,3 +118,14 @@ def difference_db(signal: np.ndarray, reference: np.ndarray) -> float:
     if ref == 0.0:
         return DIFF_FLOOR_DB if err == 0.0 else float("inf")
     return float(max(DIFF_FLOOR_DB, 10.0 * np.log10(max(err / ref, 1e-300))))
+
+
+def best_lag(signal: np.ndarray, reference: np.ndarray, max_lag: int) -> int:
+    """The shift d (|d| <= max_lag samples) for which signal[n] best matches reference[n - d]
+    (cross-correlation peak): > 0 means the signal comes late."""
+    n = min(len(signal), len(reference))
+    a, b = np.asarray(signal[:n], np.float64), np.asarray(reference[:n], np.float64)
+    size = 1 << int(np.ceil(np.log2(2 * n + 1)))
+    xc = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lags = np.r_[np.arange(0, max_lag + 1), np.arange(-max_lag, 0)]
+    return int(lags[np.argmax(xc[lags])])

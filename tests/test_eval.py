@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from engine import eval_schema
-from engine.metrics import (cents_error, character_error_rate, cosine, difference_db, edit_distance, expected_f0,
+from engine.metrics import (best_lag, cents_error, character_error_rate, cosine, difference_db, edit_distance, expected_f0,
                             mel_cepstral_distortion, normalise_text)
 from engine.tables import format_table, markdown_table
 from main import main
@@ -100,6 +100,9 @@ def test_difference_db_known_values():
     assert difference_db(0.9 * x, x) == pytest.approx(-20.0, abs=1e-4)  # error is 0.1 x: 20 log10 0.1
     assert difference_db(np.zeros(10), np.zeros(10)) == -200.0
     assert math.isinf(difference_db(np.ones(10), np.zeros(10)))
+    noise = np.random.default_rng(1).standard_normal(4000)
+    assert best_lag(np.r_[np.zeros(33), noise[:-33]], noise, 100) == 33  # 33 samples late
+    assert best_lag(noise[7:], noise, 100) == -7
 
 
 def test_character_error_rate_identical_and_known_edits():
@@ -224,7 +227,7 @@ def test_eval_parallel_split_on_a_tiny_corpus(corpus):
     from engine.evaluate import COPY_ROW, SOURCE_ROW, evaluate_parallel
 
     doc = evaluate_parallel(corpus, systems=[("student", 1)], max_pairs=1, progress=False,
-                            skip=("dnsmos", "cer", "stream"), max_seconds=4.0)
+                            skip=("dnsmos", "cer"), max_seconds=4.0)
     eval_schema.validate(doc)
     rows = {r["system"]: r for r in doc["rows"]}
     assert set(rows) == {SOURCE_ROW, COPY_ROW, "student 1-step"}
@@ -235,7 +238,11 @@ def test_eval_parallel_split_on_a_tiny_corpus(corpus):
     # the unchanged source sings |key| semitones away from what the target should sing
     assert src["f0_cents_median"] == pytest.approx(100 * abs(src["key"]), abs=15)
     assert copy["f0_cents_median"] < 40 and copy["mcd_db"] < src["mcd_db"]
-    assert rows["student 1-step"]["rtf"] > 0
+    conv = rows["student 1-step"]
+    assert conv["rtf"] > 0
+    # the live session cut into 45 ms or 80 ms blocks computes the same samples (gate off)
+    assert conv["stream_block_diff_db"] < -60
+    assert abs(conv["stream_lag_ms"]) <= 20 and math.isfinite(conv["stream_diff_db"])
 
 
 def test_main_eval_source_dir_end_to_end(tmp_path, capsys):
