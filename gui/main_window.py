@@ -22,6 +22,7 @@ from gui.workers import Job, describe
 from models.errors import ComoliveError
 
 REFRESH_MS = 40            # meters and pitch at 25 Hz
+SLOW_AFTER_BLOCKS = 20     # blocks measured before telling the performer the machine is too slow
 SAVE_DELAY_MS = 500        # settings are written shortly after the last change
 BUDGET_FIELDS = ("block_ms", "margin_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
 DEVICE_FIELDS = ("hostapi", "input_device", "sample_rate")  # these change the rate the session runs at
@@ -74,6 +75,8 @@ class MainWindow(QMainWindow):
         self.devices: list = []
         self.control = LiveControl(self)
         self._last_error = None
+        self._warned_slow = False
+        self.default_voice: str | None = None
         self._jobs: set[Job] = set()
         self.load_model = load_model  # False: a panel that only edits settings (never loads the model)
         self.tune_seconds = 10.0       # test phrase length per block size tried
@@ -219,6 +222,8 @@ class MainWindow(QMainWindow):
         self.bypass_button.setChecked(s.bypass)
         self.bypass_button.blockSignals(False)
         self.pitch_view.set_key(s.key)
+        if s.voice is None and self.default_voice:
+            self.voice_panel.b.show("voice", self.default_voice)
         self.presets.set_presets(list(s.presets), s.preset)
         self.rec_label.setVisible(bool(s.record and s.record_dir and self.control.state == RUNNING))
 
@@ -326,6 +331,7 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         self.banner.clear()
         self._last_error = None
+        self._warned_slow = False
         self.pitch_view.clear()
         self.control.start(self.settings, self.devices)
 
@@ -383,6 +389,12 @@ class MainWindow(QMainWindow):
         if st.error and st.error != self._last_error:
             self._last_error = st.error
             self.banner.show_message(st.error)
+        elif not self._warned_slow and st.blocks >= SLOW_AFTER_BLOCKS and st.compute_ms_p50 > st.block_ms > 0:
+            self._warned_slow = True
+            self.banner.show_message(
+                f"this machine does not keep up: a {st.block_ms:.0f} ms block takes {st.compute_ms_p50:.0f} ms to "
+                "convert (median), so most of the output drops out. Stop, then raise the block size, press Tune, "
+                "choose a lighter vocoder or fewer steps, or use the GPU.")
 
     # ------------------------------------------------------------- tuning
     def run_tune(self) -> None:
@@ -420,8 +432,9 @@ class MainWindow(QMainWindow):
 
     def _voices_loaded(self, result) -> None:
         names, default = result
+        self.default_voice = default
         self.voice_panel.set_voices(names, default)
-        self.voice_panel.b.show("voice", self.settings.voice)
+        self.voice_panel.b.show("voice", self.settings.voice or default)
 
     # ---------------------------------------------------------------- close
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -14,6 +14,7 @@ class PresetBar(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.setStyleSheet("QPushButton:checked { background: #3d7dd8; color: white; font-weight: bold; }")
         self.lay = QHBoxLayout(self)
         self.lay.setContentsMargins(0, 0, 0, 0)
         self.lay.addWidget(QLabel("Presets:"))
