@@ -148,9 +148,17 @@ def cmd_bench(a: argparse.Namespace) -> None:
         from realtime.bench_live import run_live_bench
 
         return run_live_bench(json_path=a.json, model=a.model, seconds=a.seconds)
-    from engine.bench import run_bench
+    from engine.bench import finish_report, print_overview, run_bench
 
-    run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips)
+    if a.what != "all":
+        return run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips)
+    report = run_bench("all", json_path=None, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips)
+    from realtime.bench_live import run_live_bench  # engine/ never imports realtime/: collected here
+
+    print()
+    report["live"] = run_live_bench(json_path=None, model=a.model, seconds=a.seconds)
+    finish_report(report, a.json)
+    print_overview(report)
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
@@ -298,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="speed benchmarks (tables on stdout, JSON with --json)")
-    b.add_argument("what", nargs="?", default="model", choices=("model", "features", "vocoder", "all", "live"))
+    b.add_argument("what", nargs="?", default="all", choices=("model", "features", "vocoder", "live", "all"),
+                   help="one section, or all of them with a summary (default)")
     b.add_argument("--json", default=None, help="write the results as JSON to this file")
     b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
     b.add_argument("--corpus", default="data/corpus", help="corpus whose held-out split `bench vocoder` copies")

@@ -6,7 +6,9 @@ path (DESIGN §5). Nothing here asserts a speed: the figures are for reading and
 from __future__ import annotations
 
 import json
+import os
 import platform
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,14 +20,48 @@ from models.dataset import collate
 from models.voice_model import VoiceModel
 
 
+def rss_mb() -> float:
+    """Resident set size of this process now (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakRSS:
+    """Samples the RSS every few ms while a stage runs: tracemalloc cannot see torch's allocations and
+    getrusage only knows the whole process's high-water mark."""
+
+    def __enter__(self):
+        self.before = self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
 def _time(fn: Callable[[], object], repeats: int) -> dict[str, float]:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return {"median_s": float(np.median(ts)), "p90_s": float(np.percentile(ts, 90)), "repeats": repeats}
+    with PeakRSS() as mem:
+        fn()  # warm-up
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return {"median_s": float(np.median(ts)), "p90_s": float(np.percentile(ts, 90)), "repeats": repeats,
+            "peak_rss_mb": round(mem.peak, 1), "rss_growth_mb": round(mem.peak - mem.before, 1)}
 
 
 def _feature_batch(vm: VoiceModel, frames: int) -> dict[str, torch.Tensor]:
@@ -47,8 +83,12 @@ def bench_model(model: str | None, seconds: float, repeats: int = 3) -> list[dic
     batch = _feature_batch(vm, frames)
     rows = []
     configs = []
-    if vm.teacher is not None:
-        configs += [("teacher", 50, "heun"), ("teacher", 10, "heun"), ("teacher", 50, "euler")]
+    untrained_teacher = vm.teacher is None
+    if untrained_teacher:  # a student-only model: time the teacher's architecture (cost does not depend on weights)
+        from models.edm import EDMDecoder
+
+        vm.teacher = EDMDecoder(vm.cfg).eval().requires_grad_(False)
+    configs += [("teacher", 50, "heun"), ("teacher", 10, "heun"), ("teacher", 50, "euler")]
     if vm.student is not None:
         configs += [("student", 1, ""), ("student", 2, ""), ("student", 4, "")]
     for sampler, steps, solver in configs:
@@ -56,7 +96,8 @@ def bench_model(model: str | None, seconds: float, repeats: int = 3) -> list[dic
         r = _time(lambda: vm.decode(batch, steps=steps, sampler=sampler, solver=solver or "heun"),
                   1 if nfe > 20 else repeats)
         rows.append({"stage": f"decoder {sampler} {steps} step{'s' if steps > 1 else ''}"
-                     + (f" ({solver})" if solver else ""), "nfe": nfe, **r})
+                     + (f" ({solver})" if solver else "")
+                     + (" *" if sampler == "teacher" and untrained_teacher else ""), "nfe": nfe, **r})
     voc = load_universal_hifigan("cpu")
     mel = torch.randn(1, vm.cfg.n_mels, frames) - 5
     with torch.no_grad():
@@ -65,7 +106,7 @@ def bench_model(model: str | None, seconds: float, repeats: int = 3) -> list[dic
         r["s_per_audio_s"] = r["median_s"] / seconds
         r["p90_s_per_audio_s"] = r["p90_s"] / seconds
     students = [r for r in rows if r["stage"].startswith("decoder student 1 ")]
-    teachers = [r for r in rows if r["stage"] == "decoder teacher 50 steps (heun)"]
+    teachers = [r for r in rows if r["stage"].startswith("decoder teacher 50 steps (heun)")]
     if students and teachers:
         for r in rows:
             r["speedup_vs_teacher50"] = teachers[0]["median_s"] / r["median_s"]
@@ -113,18 +154,16 @@ def bench_features(seconds: float, repeats: int = 3) -> list[dict]:
     return rows
 
 
+BENCH_COLS = ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "speedup_vs_teacher50", "peak_rss_mb",
+              "rss_growth_mb")
+
+
 def print_table(title: str, rows: list[dict]) -> None:
-    print(f"\n{title}")
-    cols = [c for c in ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "speedup_vs_teacher50") if any(c in r for r in rows)]
-    widths = [max(len(c), *(len(_fmt(r.get(c, ""))) for r in rows)) for c in cols]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(_fmt(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)))
+    from engine.tables import print_table as table
 
-
-def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    table(rows, BENCH_COLS, title, digits=4)
+    if any(r["stage"].endswith(" *") for r in rows):
+        print("* the model ships no teacher: its architecture with untrained weights, timed for cost only")
 
 
 def run_bench(what: str, json_path: str | None = None, model: str | None = None, seconds: float = 10.0,
@@ -143,6 +182,54 @@ def run_bench(what: str, json_path: str | None = None, model: str | None = None,
         from engine.vocoder_bench import run_vocoder_bench
 
         report["vocoder"] = run_vocoder_bench(seconds, corpus, clips)
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {json_path}")
+    return report
+
+
+def overview_rows(report: dict) -> list[dict]:
+    """Every section's per-stage cost in one list: stage, s of compute per s of audio (median, p90), memory."""
+    rows = [{k: r[k] for k in ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "peak_rss_mb") if k in r}
+            for sec in ("features", "model") for r in report.get(sec, [])]
+    for r in report.get("vocoder", {}).get("speed", []):
+        for mode in ("whole", "stream45ms", "stream90ms"):
+            if f"{mode}_s_per_s" in r:
+                rows.append({"stage": f"vocoder {r['vocoder']} ({mode})", "s_per_audio_s": r[f"{mode}_s_per_s"]})
+    return rows
+
+
+def live_rows(live: dict) -> list[dict]:
+    """The live bench's per-block compute and measured end-to-end latency, one row per block size."""
+    jack = {round(r["block_ms"]): r for r in live.get("jack", [])}
+    rows = []
+    for r in live.get("compute", []):
+        j = jack.get(round(r["block_ms"]), {})
+        rows.append({"block_ms": r["block_ms"], "p50_ms": r["compute_ms_p50"], "p90_ms": r["compute_ms_p90"],
+                     "p99_ms": r["compute_ms_p99"], "p99_share": r["p99_share_of_block"],
+                     "declared_latency_ms": j.get("declared_ms"), "measured_latency_ms": j.get("measured_ms"),
+                     "dropouts": j.get("dropouts")})
+    return rows
+
+
+def print_overview(report: dict) -> None:
+    """`bench all`: one summary of every stage and of the live path."""
+    from engine.tables import print_table as table
+
+    table(overview_rows(report), ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "peak_rss_mb"),
+          f"summary: seconds of compute per second of audio, {report.get('input_seconds', 0):g} s input, 1 thread",
+          digits=4)
+    if report.get("live"):
+        table(live_rows(report["live"]), ("block_ms", "p50_ms", "p90_ms", "p99_ms", "p99_share",
+                                          "declared_latency_ms", "measured_latency_ms", "dropouts"),
+              "summary: live path, compute per block (ms) and end-to-end latency through JACK (ms)", digits=1)
+    print(f"process peak RSS: {report['machine']['peak_rss_mb']:.0f} MB")
+
+
+def finish_report(report: dict, json_path: str | None) -> dict:
+    import resource
+
+    report["machine"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
         print(f"\nwrote {json_path}")

@@ -298,3 +298,34 @@ def test_eval_bad_input_is_one_clear_error(tmp_path, capsys, argv, message):
     argv = [a.format(src=src, empty=empty) for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- bench report
+def test_peak_rss_sees_a_large_allocation():
+    from engine.bench import PeakRSS
+
+    with PeakRSS() as mem:
+        block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
+        block += 1.0
+        del block
+    assert mem.peak - mem.before > 150
+
+
+def test_bench_overview_collects_every_section_and_the_live_figures(capsys):
+    from engine.bench import live_rows, overview_rows, print_overview
+
+    report = {"machine": {"peak_rss_mb": 900.0}, "input_seconds": 10.0,
+              "features": [{"stage": "pitch fcpe", "s_per_audio_s": 0.03, "p90_s_per_audio_s": 0.04,
+                            "peak_rss_mb": 700.0}],
+              "model": [{"stage": "decoder student 1 step", "nfe": 1, "s_per_audio_s": 0.006}],
+              "vocoder": {"speed": [{"vocoder": "hn", "whole_s_per_s": 0.05, "stream45ms_s_per_s": 0.07}]},
+              "live": {"compute": [{"block_ms": 80.0, "compute_ms_p50": 30.0, "compute_ms_p90": 35.0,
+                                    "compute_ms_p99": 50.0, "p99_share_of_block": 0.625}],
+                       "jack": [{"block_ms": 80.0, "declared_ms": 150.0, "measured_ms": 150.5, "dropouts": 0}]}}
+    stages = [r["stage"] for r in overview_rows(report)]
+    assert stages == ["pitch fcpe", "decoder student 1 step", "vocoder hn (whole)", "vocoder hn (stream45ms)"]
+    (row,) = live_rows(report["live"])
+    assert row["p99_ms"] == 50.0 and row["measured_latency_ms"] == 150.5 and row["dropouts"] == 0
+    print_overview(report)
+    out = capsys.readouterr().out
+    assert "vocoder hn (stream45ms)" in out and "150.5" in out and "process peak RSS: 900 MB" in out
