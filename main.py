@@ -180,7 +180,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     elif a.corpus:
         if a.voice or a.ref_dir:
             raise _error("--voice and --ref-dir go with --source-dir (the corpus split picks its own voices)")
-        doc = evaluate_parallel(a.corpus, max_pairs=a.pairs, **common)
+        doc = evaluate_parallel(a.corpus, max_pairs=a.pairs, max_seconds=a.max_seconds, **common)
         print(f"held-out parallel split of {a.corpus}: {doc['inputs']['pairs']} conversions (voice A -> voice B)")
     else:
         raise _error("eval needs a CORPUS folder or --source-dir DIR --voice V")
@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--key", type=_key, default=0.0, help="key shift for --source-dir (semitones)")
     ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
     ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions (parallel split)")
+    ev.add_argument("--max-seconds", type=float, default=None, help="crop each pair to this length (parallel split)")
     ev.add_argument("--skip", default=None, help="metrics to leave out: mcd,dnsmos,cer,stream")
     ev.add_argument("--plots", default=None, help="folder for PNG plots (pitch, spectrograms, metric bars)")
     ev.add_argument("--summary-only", action="store_true", help="print only the per-system table")
