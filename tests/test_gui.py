@@ -193,7 +193,7 @@ def pick(combo, data) -> None:
     combo.activated.emit(i)
 
 
-def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
+def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server, tmp_path):
     import math
 
     import numpy as np
@@ -209,6 +209,9 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
     pick(w.audio_panel.input_device, "system")
     pick(w.audio_panel.output_device, "system")
     assert (w.settings.hostapi, w.settings.input_device, w.settings.output_device) == (jack_api, "system", "system")
+    w.audio_panel.record.setChecked(True)
+    w.audio_panel.record_dir.setText(str(tmp_path / "show"))
+    w.audio_panel.record_dir.editingFinished.emit()
     # A generous safety margin: on a busy 2-core machine a slow block still plays (late, not dropped), so
     # this test checks the wiring, not the speed (that is `main.py bench live`).
     margin_ms = 6000.0
@@ -235,6 +238,7 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
         qtbot.keyClick(w, Qt.Key.Key_Space)  # start
         qtbot.waitUntil(lambda: w.control.state == RUNNING, timeout=180_000)
         assert not w.banner.isVisible(), w.banner.text.text()
+        assert w.rec_label.isVisible()
         assert probe.connect_to_loop()
         qtbot.waitUntil(lambda: w.in_meter.level_db > -30, timeout=30_000)
         qtbot.waitUntil(lambda: w.out_meter.level_db > -60, timeout=120_000)  # converted audio came out
@@ -267,6 +271,11 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server):
         qtbot.waitUntil(lambda: w.control.state == IDLE, timeout=30_000)
         assert w.control.loop is None and "Start" in w.start_button.text()
         assert w.control.session is not None  # kept for the next start
+        import soundfile as sf
+
+        for name in ("input.wav", "output.wav"):
+            info = sf.info(str(tmp_path / "show" / name))
+            assert info.samplerate == 48000 and info.duration > 20.0, (name, info.duration)
     finally:
         probe.close()
 
