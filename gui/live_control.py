@@ -13,7 +13,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from gui.presets import LIVE_FIELDS, PanelSettings
 from gui.workers import Job
 
-IDLE, STARTING, RUNNING = "idle", "starting", "running"
+IDLE, STARTING, RUNNING, STOPPING = "idle", "starting", "running", "stopping"
 FALLBACK_RATE = 48000  # for the latency budget when the input device is not known yet
 
 
@@ -193,18 +193,38 @@ class LiveControl(QObject):
 
         self._run(Job(_open_loop, config, session, parent=self), done, failed)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = False) -> None:
+        """Close the loop. In the background by default: the worker may be mid-block, which on a slow machine
+        takes a while, and the panel must not freeze meanwhile. wait=True (closing the window) blocks."""
         loop, self.loop = self.loop, None
-        if loop is not None:
+        if loop is None:
+            if self.state == RUNNING:
+                self._set_state(IDLE)
+            return
+
+        def done(_=None, loop=loop):
+            self._keep(loop)
+            self.busy.emit("")
+            self._set_state(IDLE)
+
+        def failed(msg):
+            self.busy.emit("")
+            self._set_state(IDLE)
+            self.message.emit(f"while stopping: {msg}")
+
+        if wait:
             try:
                 loop.stop()
-                self._keep(loop)
             except Exception as e:  # noqa: BLE001
                 from gui.workers import describe
 
-                self.message.emit(f"while stopping: {describe(e)}")
-        if self.state != IDLE:
-            self._set_state(IDLE)
+                failed(describe(e))
+                return
+            done()
+            return
+        self._set_state(STOPPING)
+        self.busy.emit("stopping…")
+        self._run(Job(loop.stop, parent=self), done, failed)
 
     def _keep(self, loop) -> None:
         """The stopped loop's session, reset to time 0, serves the next start (no model reload)."""
@@ -238,6 +258,7 @@ class LiveControl(QObject):
                 loop.stop()
             except Exception:  # noqa: BLE001 - already broken; the error text below says what happened
                 pass
+            self._keep(loop)
             self._set_state(IDLE)
             self.message.emit(st.error or "the audio stream stopped")
         return st

@@ -11,7 +11,7 @@ from PyQt6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QApplication, QMain
 
 from gui.audio_panel import AudioPanel
 from gui.latency_view import LatencyView
-from gui.live_control import IDLE, RUNNING, STARTING, LiveControl
+from gui.live_control import IDLE, RUNNING, STARTING, STOPPING, LiveControl
 from gui.meters import LevelMeter
 from gui.pitch_view import PitchView
 from gui.preset_bar import MAX_BUTTONS, PresetBar
@@ -340,11 +340,12 @@ class MainWindow(QMainWindow):
 
     def _on_state(self, state: str) -> None:
         running = state == RUNNING
-        self.start_button.setText({IDLE: "▶  Start  (Space)", STARTING: "…  Starting",
+        self.start_button.setText({IDLE: "▶  Start  (Space)", STARTING: "…  Starting", STOPPING: "…  Stopping",
                                    RUNNING: "■  Stop  (Space)"}[state])
-        self.start_button.setEnabled(state != STARTING)
+        self.start_button.setEnabled(state in (IDLE, RUNNING))
         self.start_button.setStyleSheet("background: #2e7d32; color: white" if running else "")
-        self.state_label.setText({IDLE: "stopped", STARTING: "starting…", RUNNING: "LIVE"}[state])
+        self.state_label.setText({IDLE: "stopped", STARTING: "starting…", STOPPING: "stopping…",
+                                  RUNNING: "LIVE"}[state])
         self.state_label.setStyleSheet("color: #59a14f; font-weight: bold" if running else "")
         self.rec_label.setVisible(bool(running and self.settings.record and self.settings.record_dir))
         self.audio_panel.refresh.setEnabled(state == IDLE)
@@ -439,11 +440,11 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- close
     def closeEvent(self, event: QCloseEvent) -> None:
         self.timer.stop()
-        self.control.stop()
+        self.control.stop(wait=True)
         self.save_settings()
         self.control.wait_idle()
         for job in list(self._jobs):
             job.wait(60_000)
         QApplication.processEvents()  # deliver a start that finished while closing...
-        self.control.stop()  # ...and close it
+        self.control.stop(wait=True)  # ...and close it
         event.accept()
