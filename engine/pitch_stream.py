@@ -32,48 +32,54 @@ PITCH_HOP = 160
 
 
 def _fast_depthwise(conv: nn.Conv1d) -> None:
-    """A depthwise Conv1d as k shifted multiply-adds (same products, other summation order)."""
-    w = conv.weight[:, 0, :].unsqueeze(-1)  # [C, k, 1]
+    """A depthwise Conv1d run as the equivalent depthwise conv2d over a height-1 image: torch's CPU
+    depthwise conv1d takes ~1.5 ms on FCPE's 1024-channel, 31-tap convs at 16 frames, conv2d ~0.3 ms."""
+    w2 = conv.weight.unsqueeze(2)  # [C, 1, 1, k]
     b = conv.bias
     pad = conv.padding[0]
-    k = w.shape[1]
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             return F.conv1d(x, conv.weight, b, 1, pad, 1, conv.groups)
-        xp = F.pad(x, (pad, pad))
-        t = x.shape[-1]
-        y = xp[..., :t] * w[:, 0]
-        for j in range(1, k):
-            y = torch.addcmul(y, xp[..., j:j + t], w[:, j])
-        return y + b.view(1, -1, 1) if b is not None else y
+        return F.conv2d(F.pad(x, (pad, pad)).unsqueeze(2), w2, b, groups=conv.groups).squeeze(2)
 
     conv.forward = forward
 
 
-def _fast_pointwise(conv: nn.Conv1d) -> None:
-    """A 1x1 Conv1d as one matrix product: oneDNN's small-length path is several times slower."""
-    w = conv.weight[:, :, 0]  # [C_out, C_in]
-    b = conv.bias
+def _int8_pointwise(conv: nn.Conv1d) -> None:
+    """A 1x1 Conv1d as a dynamically quantised (int8 weight) linear layer.
+
+    At a few dozen frames FCPE's 1x1 convs are bound by reading their weights (10.8 M parameters per
+    call); int8 weights cut a 16-frame window from ~40 to ~27 ms of CPU. f0 moves by 0.5 cents median
+    (1.6 max) on a vibrato tone."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+    from torch.ao.quantization import default_dynamic_qconfig
+
+    lin = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight[:, :, 0])
+        if conv.bias is not None:
+            lin.bias.copy_(conv.bias)
+    lin.qconfig = default_dynamic_qconfig
+    q = QLinear.from_float(lin)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
-            return F.conv1d(x, conv.weight, b)
-        y = torch.matmul(w, x)
-        return y + b.view(1, -1, 1) if b is not None else y
+            return F.conv1d(x, conv.weight, conv.bias)
+        return q(x.transpose(1, 2)).transpose(1, 2)
 
     conv.forward = forward
 
 
-def speed_up_fcpe(model: nn.Module) -> int:
-    """Patch the depthwise and 1x1 Conv1d modules of a loaded FCPE model (CPU live path only:
-    FCPE runs on windows of a few dozen frames there); returns how many were patched."""
+def speed_up_fcpe(model: nn.Module, int8: bool = True) -> int:
+    """Patch the depthwise (and, with int8, the 1x1) Conv1d modules of a loaded FCPE model for the CPU
+    live path, where FCPE runs on windows of a few dozen frames; returns how many were patched."""
     n = 0
     for m in model.modules():
         if not isinstance(m, nn.Conv1d) or m.stride[0] != 1 or m.dilation[0] != 1 or m.padding_mode != "zeros":
             continue
-        if m.kernel_size[0] == 1 and m.groups == 1 and m.padding[0] == 0:
-            _fast_pointwise(m)
+        if int8 and m.kernel_size[0] == 1 and m.groups == 1 and m.padding[0] == 0:
+            _int8_pointwise(m)
             n += 1
         elif m.groups > 1 and m.groups == m.in_channels == m.out_channels:
             _fast_depthwise(m)

@@ -89,7 +89,8 @@ class SessionStats:
     input_f0_hz: float = 0.0        # median of the voiced model frames made in this block (before key shift)
     output_f0_hz: float = 0.0       # the same after key shift (what the decoder and vocoder were given)
     gated: bool = True
-    compute_ms: float = 0.0
+    compute_ms: float = 0.0         # wall-clock time of this process() call
+    cpu_ms: float = 0.0             # process CPU time during it (not inflated by other processes)
     stage_ms: dict = field(default_factory=dict)  # resample, pitch, content, decoder, vocoder
     frames: int = 0                 # model frames decoded in this block
     nonfinite: int = 0              # NaN/inf input samples replaced by 0 (total since start)
@@ -386,6 +387,7 @@ class StreamSession:
     def process(self, block: np.ndarray) -> np.ndarray:
         """One block in (float32 mono; any length, block_size for the declared latency) -> same length out."""
         t_start = time.perf_counter()
+        c_start = time.process_time()
         self._apply_pending()
         x = np.asarray(block, dtype=np.float32)
         if x.ndim > 1:
@@ -440,6 +442,7 @@ class StreamSession:
         np.clip(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0, out=y)
         st.output_level_db = _level_db(y)
         st.compute_ms = 1000.0 * (time.perf_counter() - t_start)
+        st.cpu_ms = 1000.0 * (time.process_time() - c_start)
         return y
 
     def _convert(self, x: np.ndarray) -> np.ndarray:

@@ -266,3 +266,36 @@ def test_live_set_validates_and_applies_at_next_block():
 def test_bad_config_gives_a_clear_error(change, message):
     with pytest.raises(ComoliveError, match=message):
         StreamSession(SessionConfig(**change))
+
+
+def test_live_voice_formant_and_key_changes_do_not_click():
+    """A change ramps over a few frames: the output's largest second difference around the change
+    stays below the largest one elsewhere in the same steady tone."""
+    sr = 48000
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF))
+    x = harmonic(220, 1.6, sr, vibrato_cents=20)
+    b = s.block_size
+    out = []
+    for k in range(len(x) // b):
+        if k == 10:
+            s.set(voice="de2", formant=3.0, key=5)
+        out.append(s.process(x[k * b:(k + 1) * b]))
+    y = np.concatenate(out)
+    switch = 10 * b + s.latency_samples
+    d2 = np.abs(np.diff(y, 2))
+    near = d2[switch - sr // 20: switch + sr // 10]
+    elsewhere = d2[int(0.3 * sr): switch - sr // 10]
+    assert near.max() <= 1.2 * elsewhere.max(), (near.max(), elsewhere.max())
+    assert s.voice == "de2" and s.stats.underflows == 0
+
+
+def test_multistep_session_declares_the_extra_decoder_lookahead():
+    one = StreamSession(SessionConfig(sample_rate=48000, steps=1))
+    two = StreamSession(SessionConfig(sample_rate=48000, steps=2))
+    frame_ms = 1000 * 256 / 22050
+    assert math.isclose(two.latency_parts()["decoder lookahead"] - one.latency_parts()["decoder lookahead"],
+                        2 * frame_ms)
+    assert math.isclose(two.latency_ms - one.latency_ms, 2 * frame_ms, abs_tol=1000 / 48000)
+    x = harmonic(220, 0.6, 48000)
+    y = run_offline(SessionConfig(steps=2, gate_db=OFF), x, 48000)
+    assert np.all(np.isfinite(y)) and np.sqrt(np.mean(y[12000:] ** 2)) > 1e-3
