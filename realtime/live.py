@@ -230,6 +230,8 @@ class LiveLoop:
             if k > 0 or self.backend.kind != "file":
                 sink.ring.read_pos = max(sink.ring.read_pos, round(self.ring.written * sink.rate / self.rate)
                                          - (n if self.ring.written else 0))
+            if k == 0 and self.recorder is not None and sink.ring.read_pos > 0:
+                self.recorder.feed_output(np.zeros(sink.ring.read_pos, np.float32))  # output.wav on the timeline
         y = sink.pull(n)
         if k == 0:
             if self.recorder is not None:

@@ -6,6 +6,7 @@ delayed by the session's own delay so that bypass lines up with the converted si
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Callable
@@ -69,9 +70,9 @@ class InferenceWorker:
         return self._idle.is_set()
 
     def _run(self) -> None:
-        import torch
-
-        torch.set_num_threads(1)
+        torch = sys.modules.get("torch")  # a torch session imported it already; never import it in here
+        if torch is not None:
+            torch.set_num_threads(1)
         last_check = time.monotonic()
         try:
             while not self._stop.is_set():

@@ -1,0 +1,66 @@
+"""The live loop on a real audio graph: a private JACK server with the dummy driver (DESIGN §6).
+
+A JACK client injects tone bursts into the loop's input port and records its output port in the same
+cycle; the burst onsets give the true end-to-end latency, which must equal the declared one within
+one JACK period. The session is tests.test_live.DelaySession (a declared pure delay), so that the
+loop and its latency accounting are what is measured, not the model's speed on a busy machine.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from realtime.devices import DeviceError, list_hostapis
+from realtime.jack_probe import probe_loop
+from realtime.live import LiveConfig, LiveLoop
+from tests.test_live import DelaySession, lag_of
+
+JACK = "JACK Audio Connection Kit"
+
+
+def test_devices_lists_the_jack_devices_while_jackd_runs(jack_server, capsys):
+    import main
+
+    assert JACK in list_hostapis()
+    assert main.main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert JACK in out and "system" in out
+
+
+@pytest.mark.parametrize("duplex", [True, False], ids=["duplex", "separate-streams"])
+def test_measured_latency_equals_declared_within_one_period(jack_server, tmp_path, duplex):
+    session = DelaySession(sample_rate=48000, block=2048, delay=300)
+    loop = LiveLoop(LiveConfig(session=None, hostapi="JACK", duplex=duplex, record_dir=str(tmp_path)),
+                    session=session)
+    loop.start()
+    try:
+        res = probe_loop(loop, seconds=4.0, servername=jack_server.name)
+    finally:
+        loop.stop()
+    st = loop.stats()
+    assert st.error is None and st.sample_rate == 48000
+    assert len(res.latencies_ms) >= 3 and res.missing_bursts == 0
+    assert abs(res.latency_ms - st.latency_ms) <= jack_server.period_ms, (res.latencies_ms, st.latency_parts)
+    assert st.measured_latency_ms == pytest.approx(res.latency_ms)
+    assert {"block", "delay", "output margin", "device input buffer", "device output buffer"} <= set(st.latency_parts)
+    # the recordings: what the loop heard and what it played, the latter later by the loop's own delay
+    x, sr_in = sf.read(str(tmp_path / "input.wav"), dtype="float32")
+    y, sr_out = sf.read(str(tmp_path / "output.wav"), dtype="float32")
+    assert sr_in == sr_out == 48000 and len(x) > 3 * 48000 and len(y) > 3 * 48000
+    n = min(len(x), len(y))
+    inner = loop.internal_latency_samples()
+    assert lag_of(y[inner:n], x[:n - inner], 64) == 0
+
+
+def test_unsupported_rate_is_a_clear_device_error(jack_server):
+    loop = LiveLoop(LiveConfig(session=None, hostapi="JACK", sample_rate=44100), session=DelaySession(44100))
+    with pytest.raises(DeviceError, match="does not support 44100 Hz"):
+        loop.start()
+    assert not loop.running
+
+
+def test_unknown_device_names_what_exists(jack_server):
+    loop = LiveLoop(LiveConfig(session=None, input_device="nosuch", hostapi="JACK"), session=DelaySession())
+    with pytest.raises(DeviceError, match="no input device matches 'nosuch'.*'system'"):
+        loop.start()
