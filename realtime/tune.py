@@ -31,6 +31,7 @@ class TuneRow:
     dropouts: int  # on the live loop's schedule, replaying the measured times
     blocks: int
     ok: bool
+    cut_short: bool = False  # stopped early: the median alone was over the block
 
 
 @dataclass
@@ -49,8 +50,9 @@ class TuneResult:
         lines = [f"device {self.device}: block size vs per-block compute (1 torch thread)",
                  f"{'block ms':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99/block':>10} {'dropouts':>9}  verdict"]
         for r in self.rows:
+            verdict = "ok" if r.ok else (f"too slow (stopped after {r.blocks} blocks)" if r.cut_short else "too slow")
             lines.append(f"{r.block_ms:>9.1f} {r.compute_ms_p50:>8.2f} {r.compute_ms_p90:>8.2f} {r.compute_ms_p99:>8.2f} "
-                         f"{r.ratio_p99:>9.0%} {r.dropouts:>9d}  {'ok' if r.ok else 'too slow'}")
+                         f"{r.ratio_p99:>9.0%} {r.dropouts:>9d}  {verdict}")
         if self.block_ms is None:
             lines.append(f"no block size kept p99 compute within {self.safety:.0%} of the block")
         else:
@@ -89,16 +91,28 @@ def schedule_dropouts(compute_s: np.ndarray, block_s: float, margin_s: float, fa
     return gaps
 
 
-def measure_block(session, audio: np.ndarray, warmup: int = 3) -> np.ndarray:
-    """Per-block compute times (s) of `session` over `audio` (the first `warmup` blocks excluded)."""
+def measure_block(session, audio: np.ndarray, warmup: int = 3, give_up_after: int | None = None) -> np.ndarray:
+    """Per-block compute times (s) of `session` over `audio` (the first `warmup` blocks excluded).
+
+    give_up_after=N: stop once N blocks are timed and their median already exceeds the block (a size that
+    cannot pass; spares minutes on a slow machine)."""
     b = int(session.block_size)
+    block_s = b / session_rate(session)
     times = []
     for k, i in enumerate(range(0, len(audio) - b + 1, b)):
         t0 = time.perf_counter()
         session.process(audio[i:i + b])
         if k >= warmup:
             times.append(time.perf_counter() - t0)
+        if give_up_after and len(times) >= give_up_after and np.median(times) > block_s:
+            break
     return np.asarray(times)
+
+
+def session_rate(session) -> int:
+    from realtime.live import session_rate as rate
+
+    return rate(session)
 
 
 def _session_config(config):
@@ -123,13 +137,14 @@ def tune(config, seconds: float = 10.0, progress: Callable[[float, str], None] |
             progress(i / len(candidates_ms), f"block {ms:g} ms")
         session = open_session(dataclasses.replace(scfg, block_ms=float(ms)), rate)
         result.device = str(getattr(session, "device", "cpu"))
-        t = measure_block(session, audio)
+        t = measure_block(session, audio, give_up_after=10)
         block_s = session.block_size / rate
         p50, p90, p99 = (np.percentile(t, [50, 90, 99]) if len(t) else np.zeros(3))
         drop = schedule_dropouts(t, block_s, block_s)
         ok = bool(len(t) and p99 <= safety * block_s and drop == 0)
+        cut = len(t) < (len(audio) // session.block_size) - 3
         result.rows.append(TuneRow(1000 * block_s, 1000 * p50, 1000 * p90, 1000 * p99, float(p99 / block_s),
-                                   drop, len(t), ok))
+                                   drop, len(t), ok, cut))
         if ok and result.block_ms is None:
             result.block_ms = 1000 * block_s
             result.latency_parts = {str(k): float(v) for k, v in session.latency_parts().items()}

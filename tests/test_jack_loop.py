@@ -64,3 +64,20 @@ def test_unknown_device_names_what_exists(jack_server):
     loop = LiveLoop(LiveConfig(session=None, input_device="nosuch", hostapi="JACK"), session=DelaySession())
     with pytest.raises(DeviceError, match="no input device matches 'nosuch'.*'system'"):
         loop.start()
+
+
+def test_monitor_output_carries_the_same_signal(jack_server, tmp_path):
+    """A second output stream (monitor) on the same JACK device runs its own ring and clock."""
+    loop = LiveLoop(LiveConfig(session=None, hostapi="JACK", monitor_device="system", monitor_gain_db=-6.0),
+                    session=DelaySession(sample_rate=48000))
+    loop.start()
+    try:
+        assert len(loop.backend.streams) == 2 and len(loop.sinks) == 2
+        res = probe_loop(loop, seconds=3.0, servername=jack_server.name)
+    finally:
+        loop.stop()
+    st = loop.stats()
+    assert st.error is None and len(res.latencies_ms) >= 2
+    main_out, monitor = loop.sinks
+    assert monitor.ring.read_pos > 2 * 48000 and monitor.gain == pytest.approx(10 ** (-6 / 20))
+    assert monitor.ring.written == main_out.ring.written  # the worker fed both with every block

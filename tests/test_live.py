@@ -226,3 +226,58 @@ def test_live_command_with_unknown_input_prints_error_and_exits_2(capsys):
     assert main.main(["live", "--input", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nosuch" in err
+
+
+# ------------------------------------------------------------------ failures and tuning
+class FailsAt(DelaySession):
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def process(self, x):
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("model exploded")
+        return super().process(x)
+
+
+def test_a_failing_session_stops_the_loop_cleanly_with_the_error_in_stats():
+    x = harmonic(220.0, 2.0, SR)
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=FailsAt(5), backend=backend)
+    loop.start()
+    deadline = time.monotonic() + 30
+    while loop.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    st = loop.stats()
+    assert not loop.running and "model exploded" in st.error
+    loop.stop()  # idempotent after the loop stopped itself
+    loop.stop()
+
+
+def test_schedule_replay_counts_one_dropout_per_late_stretch():
+    from realtime.tune import schedule_dropouts
+
+    block = 0.05
+    assert schedule_dropouts(np.full(100, 0.03), block, block) == 0
+    spike = np.full(100, 0.03)
+    spike[40] = 0.2  # one slow block makes it and the next few late, then the worker catches up
+    assert schedule_dropouts(spike, block, block) == 1
+    assert schedule_dropouts(np.full(100, 0.06), block, block) == 1  # falls behind for good: one long gap
+
+
+def test_tune_reports_each_block_size_and_the_budget_of_its_proposal(session_cfg):
+    from realtime.tune import tune
+
+    seen = []
+    res = tune(session_cfg, seconds=1.5, candidates_ms=(180.0,), progress=lambda f, what: seen.append(f))
+    assert res.device == "cpu" and len(res.rows) == 1 and seen[-1] == 1.0
+    row = res.rows[0]
+    assert row.block_ms == pytest.approx(180.0) and row.blocks >= 3
+    assert row.compute_ms_p50 <= row.compute_ms_p90 <= row.compute_ms_p99
+    assert row.ok == (row.ratio_p99 <= 0.7 and row.dropouts == 0)
+    if row.ok:  # whether this machine passes is a benchmark figure, not a test outcome
+        assert res.block_ms == pytest.approx(180.0)
+        assert {"block", "output margin"} <= set(res.latency_parts)
+    else:
+        assert res.block_ms is None and "no block size" in res.table()
