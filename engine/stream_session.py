@@ -55,7 +55,7 @@ from models.voice_model import VoiceModel
 
 MIN_RATE, MAX_RATE = 16000, 96000
 MIN_BLOCK_MS, MAX_BLOCK_MS = 5.0, 1000.0
-RESAMPLE_MS = 1.5      # half length of the FIR resampling kernels (= their delay)
+RESAMPLE_MS = 1.0      # half length of the FIR resampling kernels (= their delay)
 RAMP_FRAMES = 4        # live key / formant / voice changes ramp over this many model frames (~46 ms)
 FADE_MS = 5.0          # gate fade out / in
 PLAN_SECONDS = 260.0   # horizon of the latency bookkeeping
@@ -91,7 +91,8 @@ class SessionStats:
     gated: bool = True
     compute_ms: float = 0.0         # wall-clock time of this process() call
     cpu_ms: float = 0.0             # process CPU time during it (not inflated by other processes)
-    stage_ms: dict = field(default_factory=dict)  # resample, pitch, content, decoder, vocoder
+    stage_ms: dict = field(default_factory=dict)  # resample, pitch, content, decoder, vocoder (wall)
+    stage_cpu_ms: dict = field(default_factory=dict)  # the same stages, process CPU time
     frames: int = 0                 # model frames decoded in this block
     nonfinite: int = 0              # NaN/inf input samples replaced by 0 (total since start)
     underflows: int = 0             # output samples that were not ready in time (total; 0 with fixed blocks)
@@ -130,6 +131,23 @@ def _load_vocoder(name: str, device: torch.device):
             raise
         return "hifigan", _loaded(("vocoder", "hifigan", str(device)),
                                   lambda: load_vocoder("hifigan", device=device))
+
+
+STAGES = ("resample", "pitch", "content", "decoder", "vocoder")
+
+
+class _Laps:
+    """Wall and CPU time between successive lap() calls, added to the named stage of a SessionStats."""
+
+    def __init__(self, stats: SessionStats):
+        self.stats = stats
+        self.w, self.c = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        w, c = time.perf_counter(), time.process_time()
+        self.stats.stage_ms[stage] += 1000.0 * (w - self.w)
+        self.stats.stage_cpu_ms[stage] += 1000.0 * (c - self.c)
+        self.w, self.c = w, c
 
 
 class _Ramp:
@@ -400,7 +418,8 @@ class StreamSession:
         np.clip(x, -1.0, 1.0, out=x)
         n = len(x)
         st = self.stats
-        st.stage_ms = {k: 0.0 for k in ("resample", "pitch", "content", "decoder", "vocoder")}
+        st.stage_ms = {k: 0.0 for k in STAGES}
+        st.stage_cpu_ms = {k: 0.0 for k in STAGES}
         st.frames, st.input_f0_hz, st.output_f0_hz = 0, 0.0, 0.0
         st.input_level_db = _level_db(x)
 
@@ -448,19 +467,16 @@ class StreamSession:
     def _convert(self, x: np.ndarray) -> np.ndarray:
         st = self.stats
         m = self.mcfg
-        t0 = time.perf_counter()
+        laps = _Laps(st)
         xg = x * np.float32(self.gain)
         x16 = self.res16.push(xg)
         x22 = self.res22.push(xg)
-        t1 = time.perf_counter()
+        laps.lap("resample")
         f0new = self.pitch.push(x16)
-        t2 = time.perf_counter()
+        laps.lap("pitch")
         cnew = self.content_stream.push(x16)
-        t3 = time.perf_counter()
+        laps.lap("content")
         lnew = self.loud.push(x22)
-        st.stage_ms["resample"] += 1000 * (t1 - t0)
-        st.stage_ms["pitch"] += 1000 * (t2 - t1)
-        st.stage_ms["content"] += 1000 * (t3 - t2)
 
         # assemble model frames whose features are all final
         self._content = np.concatenate([self._content, cnew]) if len(cnew) else self._content
@@ -476,8 +492,8 @@ class StreamSession:
             ok = (ci < self._c0 + len(self._content)) & (pi < self._p0 + len(self._f0raw))
             k = int(np.argmin(ok)) if not ok.all() else len(ok)
             if k > 0:
-                y22 = self._decode(i[:k], ci[:k], pi[:k])
-        t4 = time.perf_counter()
+                y22 = self._decode(i[:k], ci[:k], pi[:k], laps)
+        laps.lap("resample")  # loudness and frame assembly are counted with resampling
         y22 = y22 / np.float32(self.gain)
         self.out_res.push(y22)
         # output samples n (local to the stream) of this block
@@ -491,13 +507,13 @@ class StreamSession:
         if upto < n1:
             st.underflows += n1 - max(upto, n0)
         self.out_res.trim(n1)
-        st.stage_ms["resample"] += 1000 * (time.perf_counter() - t4)
+        laps.lap("resample")
         return y
 
-    def _decode(self, i: np.ndarray, ci: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    def _decode(self, i: np.ndarray, ci: np.ndarray, pi: np.ndarray, laps: _Laps) -> np.ndarray:
         """Model frames i (features ready) -> decoder -> vocoder; returns new model-rate samples."""
         st = self.stats
-        t0 = time.perf_counter()
+        laps.lap("resample")
         n = len(i)
         content = self._content[ci - self._c0]
         f0raw = self._f0raw[pi - self._p0]
@@ -513,16 +529,14 @@ class StreamSession:
         self._voc_f0.append(f0_voc)
         if self._device.type == "cuda":
             torch.cuda.synchronize()
-        t1 = time.perf_counter()
+        laps.lap("decoder")
         v = np.concatenate(self._voc_f0)
         k = mel.shape[-1]
         f0m, rest = v[:k], v[k:]
         self._voc_f0 = [rest]
         audio = self.voc_stream.push(mel, torch.from_numpy(f0m).to(mel.device))
         y = audio.float().cpu().numpy().reshape(-1)
-        t2 = time.perf_counter()
-        st.stage_ms["decoder"] += 1000 * (t1 - t0)
-        st.stage_ms["vocoder"] += 1000 * (t2 - t1)
+        laps.lap("vocoder")
         # bookkeeping and trimming of the feature buffers
         self.frames = int(i[-1]) + 1
         st.frames = n
