@@ -223,13 +223,19 @@ def print_overview(report: dict) -> None:
         table(live_rows(report["live"]), ("block_ms", "p50_ms", "p90_ms", "p99_ms", "p99_share",
                                           "declared_latency_ms", "measured_latency_ms", "dropouts"),
               "summary: live path, compute per block (ms) and end-to-end latency through JACK (ms)", digits=1)
-    print(f"process peak RSS: {report['machine']['peak_rss_mb']:.0f} MB")
+    m = report["machine"]
+    print(f"process peak RSS: {m['peak_rss_mb']:.0f} MB"
+          + (f"; load average at the end: {m['load_average_1min']:.1f} on {m['cpus']} CPUs"
+             if m.get("load_average_1min") is not None else ""))
 
 
 def finish_report(report: dict, json_path: str | None) -> dict:
     import resource
 
     report["machine"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # other processes on the machine inflate the wall-clock figures: record how busy it was
+    report["machine"]["cpus"] = os.cpu_count()
+    report["machine"]["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
         print(f"\nwrote {json_path}")
