@@ -234,6 +234,7 @@ class StreamSession:
         self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
         self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
         self.stats = SessionStats()
+        self._run_lock = threading.Lock()
         self.reset()
 
     # ------------------------------------------------------------------ configuration
@@ -377,7 +378,12 @@ class StreamSession:
 
     # ------------------------------------------------------------------ stream state
     def reset(self) -> None:
-        """Back to time 0 with all stream state cleared (live settings are kept)."""
+        """Back to time 0 with all stream state cleared (live settings are kept). Thread-safe: waits
+        for a process() call in progress."""
+        with self._run_lock:
+            self._reset()
+
+    def _reset(self) -> None:
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
         self.origin = 0            # n_total at which the current stream started
@@ -403,7 +409,18 @@ class StreamSession:
 
     # ------------------------------------------------------------------ processing
     def process(self, block: np.ndarray) -> np.ndarray:
-        """One block in (float32 mono; any length, block_size for the declared latency) -> same length out."""
+        """One block in (float32 mono; any length, block_size for the declared latency) -> same length out.
+
+        `stats` is replaced by a new SessionStats when the call ends (readers in other threads never
+        see a half-updated one)."""
+        with self._run_lock:
+            prev = self.stats
+            self._st = SessionStats(nonfinite=prev.nonfinite, underflows=prev.underflows, restarts=prev.restarts)
+            y = self._process(block)
+            self.stats = self._st
+            return y
+
+    def _process(self, block: np.ndarray) -> np.ndarray:
         t_start = time.perf_counter()
         c_start = time.process_time()
         self._apply_pending()
@@ -412,12 +429,12 @@ class StreamSession:
             x = x.reshape(len(x), -1).mean(axis=1) if x.shape[0] else x.reshape(0)
         x = np.array(x, dtype=np.float32, copy=True).reshape(-1)
         bad = ~np.isfinite(x)
+        st = self._st
         if bad.any():
-            self.stats.nonfinite += int(bad.sum())
+            st.nonfinite += int(bad.sum())
             x[bad] = 0.0
         np.clip(x, -1.0, 1.0, out=x)
         n = len(x)
-        st = self.stats
         st.stage_ms = {k: 0.0 for k in STAGES}
         st.stage_cpu_ms = {k: 0.0 for k in STAGES}
         st.frames, st.input_f0_hz, st.output_f0_hz = 0, 0.0, 0.0
@@ -465,7 +482,7 @@ class StreamSession:
         return y
 
     def _convert(self, x: np.ndarray) -> np.ndarray:
-        st = self.stats
+        st = self._st
         m = self.mcfg
         laps = _Laps(st)
         xg = x * np.float32(self.gain)
@@ -512,7 +529,7 @@ class StreamSession:
 
     def _decode(self, i: np.ndarray, ci: np.ndarray, pi: np.ndarray, laps: _Laps) -> np.ndarray:
         """Model frames i (features ready) -> decoder -> vocoder; returns new model-rate samples."""
-        st = self.stats
+        st = self._st
         laps.lap("resample")
         n = len(i)
         content = self._content[ci - self._c0]
