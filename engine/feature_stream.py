@@ -22,9 +22,17 @@ def grid_index(i, model_rate: int, model_hop: int, src_rate: int, src_hop: int):
 class LoudnessStream:
     """push(samples at the model rate) -> dB of every newly complete frame (Loudness framing)."""
 
-    def __init__(self, hop_length: int = 256, win_length: int = 1024, floor_db: float = -80.0):
+    def __init__(self, hop_length: int = 256, win_length: int = 1024, floor_db: float = -80.0,
+                 lookahead: int | None = None):
+        """lookahead: samples each frame may read beyond its own end; None = (win - hop) / 2, exactly
+        Loudness's framing. Less moves every window earlier by the difference (the loudness curve then
+        lags the offline one by that much: lower latency, slightly different features than training)."""
         self.hop, self.win, self.floor_db = int(hop_length), int(win_length), float(floor_db)
-        self.pad = (self.win - self.hop) // 2
+        exact = self.win - self.hop - (self.win - self.hop) // 2
+        la = exact if lookahead is None else int(lookahead)
+        if not 0 <= la <= exact:
+            raise ValueError(f"loudness lookahead must be 0..{exact} samples")
+        self.pad = self.win - self.hop - la  # left padding of the stream (reflected at its start)
         self.reset()
 
     def reset(self) -> None:
@@ -51,7 +59,11 @@ class LoudnessStream:
             if self.n_in < self.win - self.pad:
                 return np.zeros(0, np.float32)
             # the whole-signal reflect padding at the start (numpy's "reflect": x[pad], ..., x[1])
-            self._buf = np.concatenate([self._buf[1: self.pad + 1][::-1], self._buf])
+            # with a shortened lookahead the pad can be longer than what frame 0 waits for: reflect
+            # only those first samples (the same whatever the block sizes) and put zeros beyond
+            k = min(self.pad, self.win - self.pad - 1)
+            refl = np.concatenate([np.zeros(self.pad - k), self._buf[1: k + 1][::-1]])
+            self._buf = np.concatenate([refl, self._buf])
             self._started = True
         n = int(self.available(self.n_in))
         if n <= self.frames_out:

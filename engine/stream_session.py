@@ -19,7 +19,11 @@ computed when process() returns; it is found by running the stages' sample/frame
 the networks) over 260 s of blocks. It covers the stages' lookaheads and the waits caused by chunk and
 frame grids; it does NOT include the block itself: an audio loop adds one block (the time to fill
 it) plus its output margin, so end-to-end = latency_samples + block + margin
-(`end_to_end_floor_ms` = latency + block).
+(`end_to_end_floor_ms` = latency + block). Blocks that divide or equal the 80 ms content chunk wait
+least. Two options trade feature fidelity for latency: loudness_lookahead_ms=0 (the loudness window
+ends at its frame's end instead of 17.4 ms later: -13 ms at 80 ms blocks) and pitch_right_ms=0 (-4 ms
+more; the last pitch frame of each window loses ~9 cents). pitch="dio" costs ~4 ms of CPU per 80 ms
+chunk instead of FCPE's ~20 (the model was trained on FCPE f0; DIO's voicing is less reliable).
 
 Level. Offline conversion normalises the whole file to -20 dBFS active level before extracting
 features and undoes the gain at the end (engine/loudness_norm.py). A live stream cannot know its
@@ -59,6 +63,8 @@ RESAMPLE_MS = 1.0      # half length of the FIR resampling kernels (= their dela
 RAMP_FRAMES = 4        # live key / formant / voice changes ramp over this many model frames (~46 ms)
 FADE_MS = 5.0          # gate fade out / in
 PLAN_SECONDS = 260.0   # horizon of the latency bookkeeping
+KEY_RANGE = 24         # semitones either way (as main.py)
+FORMANT_RANGE = 12     # semitones either way
 LIVE_KEYS = ("key", "formant", "voice", "gate_db", "gate_hold_ms", "input_gain_db")
 
 
@@ -78,7 +84,9 @@ class SessionConfig:
     gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
     seed: int = 0
     input_gain_db: float = 0.0      # fixed reference gain before feature extraction (see module doc)
-    pitch_window_s: float = 0.16    # pitch extractor window per 80 ms chunk
+    pitch_window_s: float | None = None  # pitch window per 80 ms chunk; None = 0.16 s (fcpe) or 0.32 s (dio, harvest)
+    pitch_right_ms: float = 10.0    # right context of the last pitch frame kept from a window (whole 10 ms frames)
+    loudness_lookahead_ms: float | None = None  # None = as training (17.4 ms); less trades feature fidelity for latency
     threads: int | None = 1         # torch threads for the live path (None: leave as is)
 
 
@@ -206,8 +214,12 @@ class StreamSession:
         self.content_stream = self.content.stream()
         self.content_chunk = self.content.chunk_samples
         pitch_ex = _loaded(("pitch", cfg.pitch, self.device), lambda: live_pitch_extractor(cfg.pitch, self.device))
-        self.pitch = PitchStream(window_s=cfg.pitch_window_s, chunk_samples=self.content_chunk, extractor=pitch_ex)
-        self.loud = LoudnessStream(m.hop_length, 1024)
+        window_s = cfg.pitch_window_s or (0.16 if str(cfg.pitch).strip().lower() == "fcpe" else 0.32)
+        self.pitch = PitchStream(window_s=window_s, chunk_samples=self.content_chunk, extractor=pitch_ex,
+                                 right_frames=int(round(cfg.pitch_right_ms / 10.0)))
+        la = cfg.loudness_lookahead_ms
+        self.loud = LoudnessStream(m.hop_length, 1024,
+                                   lookahead=None if la is None else int(round(la * m.sample_rate / 1000.0)))
         self.f0_post = CausalF0()
         self.decoder = DecoderStream(self.model.student, steps=cfg.steps, seed=cfg.seed)
         self.vocoder_name, self.vocoder = _load_vocoder(cfg.vocoder, self._device)
@@ -258,6 +270,14 @@ class StreamSession:
                 raise ComoliveError(f"{name} must be a finite number, got {v!r}")
         if cfg.gate_hold_ms < 0:
             raise ComoliveError("gate_hold_ms must be >= 0")
+        if not 0 <= cfg.pitch_right_ms <= 40:
+            raise ComoliveError(f"pitch_right_ms must be 0..40, got {cfg.pitch_right_ms!r}")
+        if cfg.loudness_lookahead_ms is not None and not 0 <= cfg.loudness_lookahead_ms <= 17.4:
+            raise ComoliveError(f"loudness_lookahead_ms must be 0..17.4 (or None), got {cfg.loudness_lookahead_ms!r}")
+        if abs(cfg.key) > KEY_RANGE:
+            raise ComoliveError(f"key {cfg.key:g} is out of range (-{KEY_RANGE}..{KEY_RANGE} semitones)")
+        if abs(cfg.formant) > FORMANT_RANGE:
+            raise ComoliveError(f"formant {cfg.formant:g} is out of range (-{FORMANT_RANGE}..{FORMANT_RANGE} semitones)")
         if not isinstance(cfg.gate_db, (int, float)) or math.isnan(cfg.gate_db):
             raise ComoliveError(f"gate_db must be a number (-inf turns the gate off), got {cfg.gate_db!r}")
 

@@ -96,6 +96,14 @@ def test_loudness_stream_equals_offline_loudness():
     ref = Loudness(22050, 256, 1024).extract(x)
     assert len(got) == ls.available(len(x)) and len(got) >= len(ref) - 3
     np.testing.assert_array_equal(got, ref[: len(got)])
+    # shortened lookahead (a latency option): same frames whatever the split, windows moved earlier
+    lean = [LoudnessStream(256, 1024, lookahead=0) for _ in range(2)]
+    a = lean[0].push(x)
+    b = np.concatenate([lean[1].push(x[i:i + 300]) for i in range(0, len(x), 300)])
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == (len(x) - 256) // 256 + 1
+    w = x[10 * 256 - 768: 11 * 256].astype(np.float64)
+    assert math.isclose(a[10], max(10 * math.log10(np.mean(w * w)), -80.0), abs_tol=1e-4)
 
 
 def test_multistep_decoder_stream_equals_voice_model_decode():
@@ -248,6 +256,8 @@ def test_live_set_validates_and_applies_at_next_block():
         s.set(steps=2)
     with pytest.raises(ComoliveError, match="key must be a finite number"):
         s.set(key=float("nan"))
+    with pytest.raises(ComoliveError, match="key 30 is out of range"):
+        s.set(key=30)
     s.set(voice="us2", formant=2.0, gate_db=-40.0)
     assert s.voice != "us2"
     s.process(np.zeros(s.block_size, np.float32))
