@@ -33,8 +33,15 @@ def condition(decoder: EDMDecoder, content, f0, voiced, loudness, speaker, shift
     h = enc.content(t(content))
     h = h + enc.pitch(torch.stack([lf0, t(voiced)], -1))
     h = h + enc.loudness(((t(loudness) + 40.0) / 20.0).unsqueeze(-1))
-    h = h + enc.speaker(t(speaker))
-    h = h + enc.shift((t(shift) / 5.0).unsqueeze(-1))
+    speaker, shift = np.asarray(speaker, np.float32), np.asarray(shift, np.float32)
+    if len(speaker) and (speaker == speaker[:1]).all():  # no ramp running: project once, same values
+        h = h + enc.speaker(t(speaker[:1]))
+    else:
+        h = h + enc.speaker(t(speaker))
+    if len(shift) and (shift == shift[0]).all():
+        h = h + enc.shift((t(shift[:1]) / 5.0).unsqueeze(-1))
+    else:
+        h = h + enc.shift((t(shift) / 5.0).unsqueeze(-1))
     return h.t().unsqueeze(0)
 
 

@@ -40,9 +40,10 @@ def _pct(v, q) -> float:
 
 
 def bench_block(block_ms: float, seconds: float, sr: int, vocoder: str = "auto", device: str | None = "cpu",
-                warmup_blocks: int = 5) -> dict:
+                warmup_blocks: int = 5, **options) -> dict:
+    """options: further SessionConfig fields (pitch, loudness_lookahead_ms, pitch_right_ms, ...)."""
     s = StreamSession(SessionConfig(sample_rate=sr, block_ms=block_ms, vocoder=vocoder, device=device,
-                                    gate_db=-math.inf, threads=1))
+                                    gate_db=-math.inf, threads=1, **options))
     x = sung_tone(seconds + warmup_blocks * block_ms / 1000, sr)
     b = s.block_size
     compute, cpu, stages, stages_cpu = [], [], {k: [] for k in STAGES}, {k: [] for k in STAGES}
@@ -58,6 +59,7 @@ def bench_block(block_ms: float, seconds: float, sr: int, vocoder: str = "auto",
     block_real_ms = 1000.0 * b / sr
     row = {
         "block_ms": block_real_ms, "block_size": b, "sample_rate": sr, "vocoder": s.vocoder_name,
+        "options": options,
         "device": s.device, "blocks": len(compute), "latency_ms": s.latency_ms,
         "end_to_end_floor_ms": s.end_to_end_floor_ms, "latency_parts_ms": s.latency_parts(),
         "compute_ms": {"p50": _pct(compute, 50), "p90": _pct(compute, 90), "p99": _pct(compute, 99),
@@ -93,12 +95,19 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=int, default=48000)
     ap.add_argument("--vocoder", default="auto")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pitch", default="fcpe")
+    ap.add_argument("--lean", action="store_true",
+                    help="loudness_lookahead_ms=0 and pitch_right_ms=0 (lower latency, features differ a little "
+                         "from training)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    rows = [bench_block(b, a.seconds, a.rate, a.vocoder, a.device) for b in a.blocks]
+    options = {"pitch": a.pitch}
+    if a.lean:
+        options.update(loudness_lookahead_ms=0.0, pitch_right_ms=0.0)
+    rows = [bench_block(b, a.seconds, a.rate, a.vocoder, a.device, **options) for b in a.blocks]
     print(f"streaming session, {rows[0]['vocoder']} vocoder, {rows[0]['device']}, 1 torch thread, "
-          f"{a.rate} Hz, {a.seconds:g} s per block size")
+          f"{a.rate} Hz, {a.seconds:g} s per block size, options {options}")
     print(format_table(rows))
     print("latency parts at the first block size (ms): "
           + ", ".join(f"{k} {v:.1f}" for k, v in rows[0]["latency_parts_ms"].items()))
