@@ -10,9 +10,13 @@ seen from outside the engine.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -99,7 +103,13 @@ def measure(injected: np.ndarray, captured: np.ndarray, onsets: list[int], rate:
 
 
 class JackProbe:
-    """Injects `signal` into `targets` (input ports) and records `source` (an output port), cycle-locked."""
+    """Injects `signal` into the engine's input ports and records its first output port, cycle-locked.
+
+    Run it in a process of its own (`capture`): libjack stops a client's process thread with
+    pthread_cancel when the client is deactivated or closed, and a thread cancelled while it waits for
+    Python's GIL (likely while the engine's worker keeps the GIL busy) leaves the GIL locked forever.
+    The probe process never deactivates: it saves what it recorded and exits, and jackd drops the client.
+    """
 
     def __init__(self, signal: np.ndarray, servername: str | None = None, name: str = "comolive_probe"):
         import jack
@@ -140,52 +150,83 @@ class JackProbe:
         return ins, outs
 
     def run(self, timeout_s: float | None = None) -> np.ndarray:
-        """Connect to the engine, play the whole signal, return what came back."""
+        """Connect to the engine, play the whole signal, return what came back (the client stays active)."""
         ins, outs = self.engine_ports()
         if not ins or not outs:
             raise DeviceError(f"no engine ports on the JACK graph (inputs {ins}, outputs {outs})")
         self.client.activate()
-        try:
-            for p in ins:
-                for q in self.client.get_all_connections(p):  # hear the probe only
-                    self.client.disconnect(q, p)
-                self.client.connect(self.out, p)
-            self.client.connect(outs[0], self.inp)
-            self.pos = 0
-            self.done.clear()
-            wait = timeout_s if timeout_s is not None else 2.0 * len(self.signal) / self.rate + 10.0
-            if not self.done.wait(wait):
-                raise DeviceError("the JACK probe timed out: is the JACK server running?")
-        finally:
-            self.client.deactivate()
+        for p in ins:
+            for q in self.client.get_all_connections(p):  # the engine hears the probe only
+                self.client.disconnect(q, p)
+            self.client.connect(self.out, p)
+        self.client.connect(outs[0], self.inp)
+        wait = timeout_s if timeout_s is not None else 2.0 * len(self.signal) / self.rate + 10.0
+        if not self.done.wait(wait):
+            raise DeviceError("the JACK probe timed out: is the JACK server running?")
         return self.captured.copy()
 
-    def close(self) -> None:
-        self.client.close()
+
+def _probe_process(argv: list[str]) -> int:
+    """`python -m realtime.jack_probe SERVER SIGNAL.npy OUT.npz`: play, record, save, exit without deactivating."""
+    server, sig_path, out_path = argv
+    try:
+        probe = JackProbe(np.load(sig_path), servername=server or None)
+        y = probe.run()
+        np.savez(out_path, captured=y, rate=probe.rate, period=probe.period)
+        code = 0
+    except DeviceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # no jack_deactivate/jack_client_close in a process that runs Python callbacks
+
+
+def capture(signal: np.ndarray, servername: str | None = None, timeout_s: float | None = None) -> tuple[np.ndarray, int, int]:
+    """Play `signal` into the engine's JACK input ports and record its output (a probe process) ->
+    (captured, rate, period)."""
+    with tempfile.TemporaryDirectory(prefix="comolive-probe-") as tmp:
+        sig, out = Path(tmp) / "signal.npy", Path(tmp) / "captured.npz"
+        np.save(sig, np.asarray(signal, np.float32))
+        rate = _server_rate(servername)
+        limit = timeout_s if timeout_s is not None else 2.0 * len(signal) / rate + 30.0
+        try:
+            r = subprocess.run([sys.executable, "-m", "realtime.jack_probe", servername or "", str(sig), str(out)],
+                               cwd=str(Path(__file__).resolve().parent.parent), capture_output=True, text=True,
+                               timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"the JACK probe did not finish within {limit:.0f} s") from None
+        if r.returncode != 0 or not out.exists():
+            tail = (r.stderr or r.stdout).strip().splitlines()
+            raise DeviceError(f"the JACK probe failed: {tail[-1] if tail else f'exit status {r.returncode}'}")
+        with np.load(out) as z:
+            return z["captured"].astype(np.float32), int(z["rate"]), int(z["period"])
+
+
+def _server_rate(servername: str | None) -> int:
+    import jack
+
+    try:
+        c = jack.Client("comolive_rate", no_start_server=True, servername=servername)
+    except jack.JackError as e:
+        raise DeviceError(f"cannot reach the JACK server ({e})") from None
+    rate = int(c.samplerate)
+    c.close()  # never activated: no process thread to stop
+    return rate
 
 
 def probe_loop(loop, seconds: float = 10.0, servername: str | None = None, **burst) -> ProbeResult:
     """Measure a running LiveLoop on JACK: tone bursts in, its output back, latency and gaps out."""
-    import jack
-
-    probe = None
-    try:
-        rate = jack.Client("comolive_rate", no_start_server=True, servername=servername)
-        sr = int(rate.samplerate)
-        rate.close()
-    except jack.JackError as e:
-        raise DeviceError(f"cannot reach the JACK server ({e})") from None
+    sr = _server_rate(servername)
     on_s = burst.get("on_s", 0.4)
     x, onsets = tone_bursts(sr, seconds, **burst)
-    try:
-        probe = JackProbe(x, servername=servername)
-        time.sleep(0.05)
-        y = probe.run()
-        res = ProbeResult(probe.rate, probe.period)
-    finally:
-        if probe is not None:
-            probe.close()
+    y, rate, period = capture(x, servername)
+    res = ProbeResult(rate, period)
     res.latencies_ms, res.missing_bursts, res.gaps = measure(x, y, onsets, sr, on_s)
     if res.latency_ms is not None:
         loop.note_measured_latency(res.latency_ms)
     return res
+
+
+if __name__ == "__main__":
+    _probe_process(sys.argv[1:])

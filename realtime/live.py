@@ -11,6 +11,7 @@ becomes a crossfaded dropout and the timeline stays the same (see realtime/outpu
 """
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from realtime.ring import InputRing
 from realtime.worker import InferenceWorker
 
 FADE_MS = 5.0  # dropout, bypass and gain ramps
+SWITCH_INTERVAL_S = 0.001  # the interpreter's GIL hand-over interval while a loop runs
 
 
 @dataclass
@@ -147,6 +149,10 @@ class LiveLoop:
             self.recorder = Recorder(cfg.record_dir, rate, self.sinks[0].rate)
         try:
             self._device_parts = self.backend.open(self)
+            # the callbacks are Python: let them have the GIL within 1 ms of asking (default 5 ms, as long
+            # as a whole JACK period) while the worker runs Python code
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
             self.worker.start()
             self.running = True
             self.backend.start()
@@ -172,6 +178,9 @@ class LiveLoop:
             self.recorder = None
         self.worker_last = self.worker
         self.worker = None
+        if getattr(self, "_switch", None) is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
 
     def _fail(self, msg: str) -> None:
         """A device or stream problem while running: remember it and stop cleanly (from another thread)."""

@@ -81,3 +81,15 @@ def test_monitor_output_carries_the_same_signal(jack_server, tmp_path):
     main_out, monitor = loop.sinks
     assert monitor.ring.read_pos > 2 * 48000 and monitor.gain == pytest.approx(10 ** (-6 / 20))
     assert monitor.ring.written == main_out.ring.written  # the worker fed both with every block
+
+
+def test_live_command_runs_headless_on_jack_and_stops_cleanly(jack_server, capsys, tmp_path):
+    """`main.py live` with the real session: budget part by part, status lines, a clean stop, recordings."""
+    import main
+
+    rc = main.main(["live", "--hostapi", "JACK", "--seconds", "2.5", "--block-ms", "180", "--record", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "latency budget:" in out and "output margin" in out and "device output buffer" in out
+    assert "vocoder lookahead" in out and "compute p50" in out and "stopped:" in out
+    assert (tmp_path / "input.wav").stat().st_size > 0 and (tmp_path / "output.wav").stat().st_size > 0
