@@ -31,16 +31,18 @@ class BudgetBar(QWidget):
         return QSize(400, 24)
 
     def set_parts(self, parts: dict[str, float]) -> None:
-        self.parts = {k: float(v) for k, v in parts.items() if v and v > 0}
+        self.parts = {k: float(v) for k, v in parts.items()}  # colours by position, as in the legend
         self.update()
 
     def paintEvent(self, _event) -> None:
         p = QPainter(self)
-        total = sum(self.parts.values())
+        total = sum(v for v in self.parts.values() if v > 0)
         p.fillRect(self.rect(), QColor(40, 40, 46))
         if total > 0:
             x = 0.0
             for i, (name, ms) in enumerate(self.parts.items()):
+                if ms <= 0:
+                    continue
                 width = self.width() * ms / total
                 rect = QRectF(x, 0, width, self.height())
                 p.fillRect(rect, PALETTE[i % len(PALETTE)])
@@ -126,6 +128,8 @@ class LatencyView(QWidget):
         self.bar.set_parts(parts)
         items = []
         for i, (name, ms) in enumerate(parts.items()):
+            if abs(ms) < 0.5:
+                continue  # e.g. rounding, a zero device buffer: in the sum, not worth a label
             colour = PALETTE[i % len(PALETTE)].name()
             items.append(f"<span style='color:{colour}'>■</span> {name} {ms:.0f}")
         total = sum(parts.values())

@@ -124,8 +124,9 @@ class PitchView(QWidget):
         expected = [None if v is None else v + self.key for v in self.inputs]
         p.setPen(QPen(EXPECT_COLOUR, 1.2, Qt.PenStyle.DashLine))
         p.drawPath(self._trace(expected, x0, dx, y))
-        for values, colour in ((self.inputs, IN_COLOUR), (self.outputs, OUT_COLOUR)):
-            p.setPen(QPen(colour, 2.2))
+        # the input wide underneath, the output narrow on top: where they agree, both stay visible
+        for values, colour, width in ((self.inputs, IN_COLOUR, 5.0), (self.outputs, OUT_COLOUR, 2.0)):
+            p.setPen(QPen(colour, width))
             p.drawPath(self._trace(values, x0, dx, y))
             dot = QPen(colour, 4.0)  # lone readings (short notes, a slow machine) show as dots
             dot.setCapStyle(Qt.PenCapStyle.RoundCap)
