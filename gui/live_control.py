@@ -86,9 +86,7 @@ def _build_session(cfg):
 def _open_loop(config, session):
     from realtime.live import LiveLoop
 
-    if session is None:
-        session = _build_session(config.session)
-    loop = LiveLoop(config, session=session)
+    loop = LiveLoop(config, session=session)  # without a session, the loop checks the devices before loading one
     loop.start()
     return loop
 
