@@ -17,10 +17,11 @@ import numpy as np
 class FileBackend:
     kind = "file"
 
-    def __init__(self, wav: np.ndarray, rate: int, fast: bool = False, period: int = 256):
+    def __init__(self, wav: np.ndarray, rate: int, fast: bool = False, period: int = 256,
+                 out_rate: int | None = None):
         self.wav = np.asarray(wav, np.float32)
         self.rate_in = int(rate)
-        self.rates_out = [int(rate)]
+        self.rates_out = [int(out_rate or rate)]  # another rate: the loop resamples, as for a second sound card
         self.fast = fast
         self.period = int(period)
         self.played: list[np.ndarray] = []
@@ -50,7 +51,8 @@ class FileBackend:
 
     def _run(self) -> None:
         loop, n = self.loop, self.period
-        tail = int(loop.internal_latency_samples()) + n
+        ro = self.rates_out[0]
+        tail = int(loop.internal_latency_samples() * self.rate_in / ro) + 2 * n
         total = len(self.wav) + tail
         src = np.concatenate([self.wav, np.zeros(tail, np.float32)])
         t0 = time.monotonic()
@@ -61,12 +63,13 @@ class FileBackend:
                 x = src[i:i + n]
                 if len(x) < n:
                     x = np.pad(x, (0, n - len(x)))
+                m = (i + n) * ro // self.rate_in - i * ro // self.rate_in  # output frames for this period
                 if self.fast:
                     loop.audio_in(x, None)
                     sink = loop.sinks[0]
-                    while sink.ring.available() < n and not self._stop.is_set():
+                    while sink.ring.available() < m and not self._stop.is_set():
                         if loop.worker.idle() and loop.worker.ring.available() < loop.worker.block \
-                                and sink.ring.available() < n:
+                                and sink.ring.available() < m:
                             break  # nothing more can come: the callback will count a dropout
                         time.sleep(0.0005)
                 else:
@@ -74,14 +77,15 @@ class FileBackend:
                     if wait > 0:
                         time.sleep(wait)
                     loop.audio_in(x, None)
-                self.played.append(loop.audio_out(0, n, None))
+                self.played.append(loop.audio_out(0, m, None))
         except Exception as e:
             self.error = f"file device failed: {type(e).__name__}: {e}"
         finally:
             self.done.set()
 
     def result(self, latency: int) -> np.ndarray:
-        """What was played, shifted back by `latency` samples and cut to the input's length."""
+        """What was played, shifted back by `latency` output samples and cut to the input's duration."""
+        n = len(self.wav) * self.rates_out[0] // self.rate_in
         y = np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
-        y = y[latency:latency + len(self.wav)]
-        return np.pad(y, (0, len(self.wav) - len(y))).astype(np.float32)
+        y = y[latency:latency + n]
+        return np.pad(y, (0, n - len(y))).astype(np.float32)

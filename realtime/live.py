@@ -187,10 +187,11 @@ class LiveLoop:
         self.error = msg
         threading.Thread(target=self.stop, name="comolive-stop", daemon=True).start()
 
-    def internal_latency_samples(self) -> int:
-        """Input -> main output delay inside the loop (session + margin + resampling), input-rate samples."""
-        return self.block + self.margin + self.session_delay + \
-            round(self.sinks[0].resample_delay * self.rate / self.sinks[0].rate)
+    def internal_latency_samples(self, k: int = 0) -> int:
+        """Input -> output `k` delay inside the loop (block + session + margin + resampling), in that
+        output's samples (input-rate samples when the rates agree)."""
+        s = self.sinks[k]
+        return s.prefill + round(self.session_delay * s.rate / self.rate) + s.resample_delay
 
     # --------------------------------------------------------------- live changes
     def set(self, **changes) -> None:

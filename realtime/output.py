@@ -17,33 +17,28 @@ import numpy as np
 from realtime.ring import OutputRing
 
 
+RESAMPLE_MS = 1.5  # half length of the output resampling kernel (= its delay)
+
+
 def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
-class StreamResampler:
-    """Streaming rate conversion (soxr) for an output device whose native rate differs from the input's."""
+class OutputResampler:
+    """Input-rate frames [n, 2] -> output-rate frames, for an output device whose native rate differs.
+
+    The same windowed-sinc streaming resampler as the session's own (engine/resample_stream.py): no
+    lookahead, a fixed delay of RESAMPLE_MS, declared as the "output resampling" latency part."""
 
     def __init__(self, rate_in: int, rate_out: int, channels: int):
-        import soxr
+        from engine.resample_stream import StreamResampler
 
-        self.rate_in, self.rate_out, self.channels = rate_in, rate_out, channels
-        self._rs = soxr.ResampleStream(rate_in, rate_out, channels, dtype="float32", quality="HQ")
-        self.delay_out = self._measure_delay()
-
-    def _measure_delay(self) -> int:
-        """Group delay in output frames, measured once on an impulse through a fresh stream."""
-        import soxr
-
-        probe = soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="float32", quality="HQ")
-        x = np.zeros(self.rate_in // 2, np.float32)
-        x[self.rate_in // 10] = 1.0
-        y = np.concatenate([probe.resample_chunk(x), probe.resample_chunk(np.zeros(self.rate_in // 2, np.float32),
-                                                                           last=True)])
-        return int(np.argmax(np.abs(y))) - round(self.rate_in // 10 * self.rate_out / self.rate_in)
+        self.half_taps = max(1, int(round(RESAMPLE_MS * rate_in / 1000.0)))
+        self._rs = [StreamResampler(rate_in, rate_out, self.half_taps) for _ in range(channels)]
+        self.delay_out = int(round(self.half_taps * rate_out / rate_in))  # in output frames
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._rs.resample_chunk(np.ascontiguousarray(x, np.float32))
+        return np.stack([r.push(np.ascontiguousarray(x[:, c])) for c, r in enumerate(self._rs)], axis=1)
 
 
 class OutputSink:
@@ -52,7 +47,7 @@ class OutputSink:
     def __init__(self, rate: int, rate_in: int, prefill: int, fade: int, gain_db: float = 0.0,
                  bypass: bool = False, capacity_s: float = 4.0):
         self.rate, self.rate_in = int(rate), int(rate_in)
-        self.resampler = StreamResampler(rate_in, rate, 2) if rate != rate_in else None
+        self.resampler = OutputResampler(rate_in, rate, 2) if rate != rate_in else None
         self.resample_delay = self.resampler.delay_out if self.resampler else 0
         self.prefill = int(prefill)
         self.ring = OutputRing(int(capacity_s * rate) + self.prefill, 2, self.prefill)

@@ -111,6 +111,25 @@ def test_file_loop_output_is_the_session_output_at_the_declared_latency():
     assert loop.internal_latency_samples() == 2048 + 2048 + 300  # block + margin (one block) + session
 
 
+def test_output_device_at_another_rate_is_resampled_in_the_worker_and_declared():
+    """Input at 48 kHz, output at 44.1 kHz (two sound cards): the worker resamples, the delay is declared."""
+    from models.audio_io import resample
+
+    x = harmonic(220.0, 1.5, SR, vibrato_cents=50.0)
+    backend = FileBackend(x, SR, fast=True, out_rate=44100)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=DelaySession(), backend=backend)
+    loop.start()
+    assert backend.done.wait(60)
+    loop.stop()
+    st = loop.stats()
+    assert st.dropouts == 0 and st.latency_parts["output resampling"] > 0
+    y = backend.result(loop.internal_latency_samples())
+    ref = resample(x, SR, 44100)
+    mid = slice(4410, len(ref) - 4410)
+    assert len(y) == len(ref) and abs(lag_of(y[mid], ref[mid], 50)) <= 1  # declared delay rounded to a frame
+    assert st.latency_parts["output resampling"] == pytest.approx(1.5, abs=0.05)
+
+
 def test_overrun_is_a_counted_crossfaded_dropout_and_the_latency_stays():
     """A block that takes far longer than the output margin: the stream goes on, one dropout is counted,
     the gap fades out and in (no jump larger than the tone's own steepest step) and afterwards the
