@@ -14,7 +14,8 @@ import numpy as np
 
 
 def grid_index(i, model_rate: int, model_hop: int, src_rate: int, src_hop: int):
-    """Source frame under the centre of model frame i: floor((i + 0.5) * model_hop / model_rate * src_rate / src_hop)."""
+    """Source frame under the centre of model frame i:
+    floor((i + 0.5) * model_hop / model_rate * src_rate / src_hop), in integers."""
     i = np.asarray(i, dtype=np.int64)
     return ((2 * i + 1) * model_hop * src_rate) // (2 * model_rate * src_hop)
 

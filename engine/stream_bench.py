@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import platform
-import time
 
 import numpy as np
 import torch
@@ -83,7 +82,8 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         c, u = r["compute_ms"], r["cpu_ms"]
         lines.append(f"{r['block_ms']:8.1f} {r['latency_ms']:8.1f} {r['end_to_end_floor_ms']:8.1f} {c['p50']:7.1f} "
-                     f"{c['p90']:7.1f} {c['p99']:7.1f} {100 * r['p99_of_block']:6.0f}% {u['p50']:7.1f} {u['p99']:7.1f} | "
+                     f"{c['p90']:7.1f} {c['p99']:7.1f} {100 * r['p99_of_block']:6.0f}% "
+                     f"{u['p50']:7.1f} {u['p99']:7.1f} | "
                      + " ".join(f"{r['stage_cpu_ms_mean'][k]:8.2f}" for k in STAGES))
     return "\n".join(lines)
 

@@ -277,7 +277,8 @@ class StreamSession:
         if abs(cfg.key) > KEY_RANGE:
             raise ComoliveError(f"key {cfg.key:g} is out of range (-{KEY_RANGE}..{KEY_RANGE} semitones)")
         if abs(cfg.formant) > FORMANT_RANGE:
-            raise ComoliveError(f"formant {cfg.formant:g} is out of range (-{FORMANT_RANGE}..{FORMANT_RANGE} semitones)")
+            raise ComoliveError(f"formant {cfg.formant:g} is out of range "
+                                f"(-{FORMANT_RANGE}..{FORMANT_RANGE} semitones)")
         if not isinstance(cfg.gate_db, (int, float)) or math.isnan(cfg.gate_db):
             raise ComoliveError(f"gate_db must be a number (-inf turns the gate off), got {cfg.gate_db!r}")
 
@@ -416,7 +417,8 @@ class StreamSession:
         for s in (self.res16, self.res22, self.content_stream, self.pitch, self.loud, self.f0_post,
                   self.decoder, self.voc_stream):
             s.reset()
-        self.out_res.reset() if hasattr(self, "out_res") else None
+        if hasattr(self, "out_res"):  # made after the latency plan, which needs the other stages
+            self.out_res.reset()
         self._content = np.zeros((0, self.content.dim), np.float32)
         self._c0 = 0
         self._f0raw = np.zeros(0, np.float32)
@@ -425,7 +427,6 @@ class StreamSession:
         self._l0 = 0
         self.frames = 0            # model frames assembled
         self._voc_f0: list[np.ndarray] = []  # vocoder f0 of frames pushed to the decoder, not yet decoded
-        self._dec_out = 0
 
     # ------------------------------------------------------------------ processing
     def process(self, block: np.ndarray) -> np.ndarray:
