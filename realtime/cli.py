@@ -38,7 +38,7 @@ def _live_config(a: argparse.Namespace, **extra):
     return LiveConfig(session=session_config(a), input_device=getattr(a, "input", None),
                       output_device=getattr(a, "output", None), monitor_device=getattr(a, "monitor", None),
                       hostapi=getattr(a, "hostapi", None), sample_rate=getattr(a, "sample_rate", None),
-                      record_dir=getattr(a, "record", None), **extra)
+                      record_dir=getattr(a, "record", None), margin_ms=getattr(a, "margin_ms", None), **extra)
 
 
 def status_line(st) -> str:
@@ -155,6 +155,8 @@ def add_commands(sub, key_type) -> None:
     lv.add_argument("--sample-rate", type=int, default=None, help="device rate (default: the input's own)")
     lv.add_argument("--record", default=None, metavar="DIR", help="write input.wav and output.wav to DIR")
     lv.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    lv.add_argument("--margin-ms", type=float, default=None,
+                    help="output margin: time a block may take to compute before it is late (default: one block)")
     _session_args(lv, key_type)
     lv.set_defaults(func=cmd_live)
 

@@ -122,6 +122,8 @@ class LiveLoop:
         info = self.backend.resolve()
         rate = int(info["rate_in"])
         if self.session is not None and session_rate(self.session) != rate:
+            if cfg.session is None:
+                raise DeviceError(f"the session runs at {session_rate(self.session)} Hz, the device at {rate} Hz")
             self.session = None  # prepared for another rate: build one for this device
         if self.session is None:
             self.session = open_session(cfg.session, rate)
