@@ -1,0 +1,128 @@
+"""Zero-shot evaluation: how well a voice taken from a few seconds of recording is reached, compared with
+the voices the model was trained on.
+
+Sources are held-out sung renditions. Targets come in three groups, all converted with the same sources,
+each conversion moved into the target's register (key = whole semitones between the median f0 of the
+target's reference clips and of the source; f0 fidelity compares with the source f0 x key):
+  - "trained, by name": a trained voice through its stored mean d-vector (the usual path);
+  - "trained, from clip": the same voices, but conditioned on reference clips (the zero-shot path);
+  - "unseen, from clip": voices the decoder never saw (the corpus's spoken voices), from reference clips.
+Similarity to the target is measured against OTHER clips of the target voice than those used as
+reference, so a clip cannot score by resembling itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.converter import Converter
+from engine.dnsmos import DNSMOS
+from engine.evaluate import heldout_renditions
+from engine.metrics import cents_error, cosine, expected_f0
+from engine.reference import reference_from_audio
+from engine.speaker import SpeakerEncoder
+from models.audio_io import load_audio
+from models.errors import ComoliveError
+
+GROUPS = ("trained, by name", "trained, from clip", "unseen, from clip")
+
+
+@dataclass
+class Target:
+    name: str
+    group: str
+    ref_clips: list[Path]     # conditioning (from-clip groups)
+    eval_clips: list[Path]    # similarity is measured against these
+
+
+def corpus_targets(corpus: Path, trained: list[str], n_trained: int = 4, n_ref: int = 2) -> list[Target]:
+    """Trained voices (train-split clips as references, held-out renditions for measuring) and the unseen
+    spoken voices of corpus/speech (first clips as references, the rest for measuring)."""
+    targets = []
+    singers = [v for v in trained if (corpus / "train" / v).is_dir()][:n_trained]
+    for v in singers:
+        refs = sorted((corpus / "train" / v).glob("*.wav"))[:n_ref]
+        evals = sorted((corpus / "heldout" / v).glob("*.wav"))
+        targets.append(Target(v, GROUPS[0], refs, evals))
+        targets.append(Target(v, GROUPS[1], refs, evals))
+    for d in sorted(p for p in (corpus / "speech").glob("*") if p.is_dir()):
+        if d.name in trained:
+            continue
+        clips = sorted(d.glob("*.wav"))
+        if len(clips) > n_ref:
+            targets.append(Target(d.name, GROUPS[2], clips[:n_ref], clips[n_ref:]))
+    if not any(t.group == GROUPS[2] for t in targets):
+        raise ComoliveError(f"{corpus}/speech: no unseen voices with more than {n_ref} clips")
+    return targets
+
+
+def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, vocoder: str = "hn",
+                       n_sources: int = 3, seconds: float = 6.0, device: str | None = None,
+                       progress: bool = True) -> dict:
+    corpus = Path(corpus)
+    conv = Converter(model=model, device=device, vocoder=vocoder)
+    spk, mos = SpeakerEncoder(device=conv.device), DNSMOS()
+    pitch, sr = conv.features.pitch, conv.cfg.sample_rate
+    trained = sorted(conv.model.voices)
+    targets = corpus_targets(corpus, trained)
+    sources = []
+    for melody, voices in sorted(heldout_renditions(corpus).items()):
+        for v in sorted(voices):
+            if len(sources) < n_sources and v not in [s[0] for s in sources]:
+                wav, _ = load_audio(voices[v].wav_path, sr)
+                sources.append((v, wav[: int(seconds * sr)]))
+    clip_emb = {}
+
+    def median_f0(wav: np.ndarray) -> float:
+        f0 = pitch.extract_from(wav, sr)
+        return float(np.median(f0[f0 > 0])) if (f0 > 0).any() else 0.0
+
+    src_f0 = {v: median_f0(w) for v, w in sources}
+
+    def embed_files(paths: list[Path]) -> np.ndarray:
+        key = tuple(paths)
+        if key not in clip_emb:
+            clip_emb[key] = spk.embed_many([load_audio(p, sr) for p in paths])
+        return clip_emb[key]
+
+    rows = []
+    bar = tqdm(total=len(targets) * len(sources), desc="zero-shot eval", disable=not progress, dynamic_ncols=True)
+    for t in targets:
+        ref = None
+        if t.group != GROUPS[0]:
+            ref = reference_from_audio(spk, [(*load_audio(p, sr), str(p)) for p in t.ref_clips])
+        target_emb = embed_files(t.eval_clips)
+        tgt_f0 = median_f0(np.concatenate([load_audio(p, sr)[0] for p in t.ref_clips]))
+        for src_voice, wav in sources:
+            if src_voice == t.name:
+                bar.update()
+                continue
+            key = float(np.round(12 * np.log2(tgt_f0 / src_f0[src_voice]))) if tgt_f0 and src_f0[src_voice] else 0.0
+            res = conv.convert(wav, sr, voice=t.name if ref is None else None, reference=ref, key=key)
+            out = res.audio
+            f0_src = expected_f0(pitch.extract_from(wav, sr), key)
+            f0_out = pitch.extract_from(out, sr)
+            n = min(len(f0_src), len(f0_out))
+            e_out = spk.embed(out, sr)
+            row = {"group": t.group, "target": t.name, "source": src_voice, "key": key,
+                   "sim_target": cosine(e_out, target_emb), "sim_source": cosine(e_out, spk.embed(wav, sr)),
+                   **cents_error(f0_out[:n], f0_src[:n]), **mos.score(out, sr)}
+            row["sim_margin"] = row["sim_target"] - row["sim_source"]
+            rows.append(row)
+            bar.update()
+    bar.close()
+    summary = []
+    for g in GROUPS:
+        rs = [r for r in rows if r["group"] == g]
+        if rs:
+            s = {"group": g, "voices": len({r["target"] for r in rs}), "n": len(rs)}
+            for k in ("sim_target", "sim_source", "sim_margin", "dnsmos_ovr"):
+                s[k] = float(np.mean([r[k] for r in rs]))
+            s["f0_cents_median"] = float(np.median([r["f0_cents_median"] for r in rs]))
+            summary.append(s)
+    return {"kind": "zero-shot", "corpus": str(corpus), "model": str(model or "embedded default"),
+            "vocoder": vocoder, "sources": [s[0] for s in sources], "seconds": seconds, "rows": rows,
+            "summary": summary}
