@@ -85,9 +85,6 @@ class AudioPanel(QWidget):
         set_items(self.output_device, [("system default", None)] + outs)
         set_items(self.monitor_device, [("none", None)] + outs)
 
-    def on_hostapi(self) -> None:
-        self._fill()
-
     def load(self, settings) -> None:
         self.b.show("hostapi", settings.hostapi)
         self._fill()

@@ -5,7 +5,7 @@ echoing changes back, and every edit arrives at the window as one `changed(field
 """
 from __future__ import annotations
 
-from PyQt6.QtCore import QObject, Qt, pyqtSignal
+from PyQt6.QtCore import QObject, pyqtSignal
 from PyQt6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
 
 
@@ -93,12 +93,3 @@ def set_items(w: QComboBox, items) -> None:
     i = w.findData(current)
     w.setCurrentIndex(i if i >= 0 else 0)
     w.blockSignals(False)
-
-
-def row_label(text: str, buddy: QWidget):
-    from PyQt6.QtWidgets import QLabel
-
-    lab = QLabel(text)
-    lab.setBuddy(buddy)
-    lab.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    return lab

@@ -94,7 +94,6 @@ def _open_loop(config, session):
 class LiveControl(QObject):
     state_changed = pyqtSignal(str)
     message = pyqtSignal(str)            # a problem the performer should read (banner)
-    info = pyqtSignal(str)               # a passing note (status bar)
     session_ready = pyqtSignal(object)   # a prepared StreamSession (for the latency budget)
     busy = pyqtSignal(str)               # what is loading ('' when nothing)
 

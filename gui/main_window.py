@@ -190,7 +190,6 @@ class MainWindow(QMainWindow):
         c = self.control
         c.state_changed.connect(self._on_state)
         c.message.connect(self.banner.show_message)
-        c.info.connect(lambda m: self.statusBar().showMessage(m, 5000))
         c.busy.connect(self._on_busy)
         c.session_ready.connect(self._on_session)
 

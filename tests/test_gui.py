@@ -10,7 +10,7 @@ from PyQt6.QtCore import Qt
 
 from gui.presets import PanelSettings, SettingsStore, settings_to_toml
 
-ARTIFACTS = Path(__file__).resolve().parent / "output" / "gui"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "gui"  # screenshots of the running panel
 
 
 @pytest.fixture
