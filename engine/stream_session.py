@@ -115,12 +115,14 @@ def _level_db(x: np.ndarray) -> float:
 
 
 _LOADED: dict = {}  # loaded, stateless parts shared by sessions (a new block size needs no reload)
+_LOADING = threading.Lock()
 
 
 def _loaded(key, make):
-    if key not in _LOADED:
-        _LOADED[key] = make()
-    return _LOADED[key]
+    with _LOADING:  # sessions may be prepared in background threads
+        if key not in _LOADED:
+            _LOADED[key] = make()
+        return _LOADED[key]
 
 
 def _load_vocoder(name: str, device: torch.device):
