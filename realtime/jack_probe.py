@@ -167,11 +167,12 @@ class JackProbe:
 
 
 def _probe_process(argv: list[str]) -> int:
-    """`python -m realtime.jack_probe SERVER SIGNAL.npy OUT.npz`: play, record, save, exit without deactivating."""
-    server, sig_path, out_path = argv
+    """`python -m realtime.jack_probe SERVER SIGNAL.npy OUT.npz TIMEOUT_S`: play, record, save, exit without
+    deactivating."""
+    server, sig_path, out_path, timeout_s = argv
     try:
         probe = JackProbe(np.load(sig_path), servername=server or None)
-        y = probe.run()
+        y = probe.run(float(timeout_s))
         np.savez(out_path, captured=y, rate=probe.rate, period=probe.period)
         code = 0
     except DeviceError as e:
@@ -191,7 +192,8 @@ def capture(signal: np.ndarray, servername: str | None = None, timeout_s: float 
         rate = _server_rate(servername)
         limit = timeout_s if timeout_s is not None else 2.0 * len(signal) / rate + 30.0
         try:
-            r = subprocess.run([sys.executable, "-m", "realtime.jack_probe", servername or "", str(sig), str(out)],
+            r = subprocess.run([sys.executable, "-m", "realtime.jack_probe", servername or "", str(sig), str(out),
+                                str(limit - 5.0)],
                                cwd=str(Path(__file__).resolve().parent.parent), capture_output=True, text=True,
                                timeout=limit)
         except subprocess.TimeoutExpired:
@@ -215,12 +217,15 @@ def _server_rate(servername: str | None) -> int:
     return rate
 
 
-def probe_loop(loop, seconds: float = 10.0, servername: str | None = None, **burst) -> ProbeResult:
-    """Measure a running LiveLoop on JACK: tone bursts in, its output back, latency and gaps out."""
+def probe_loop(loop, seconds: float = 10.0, servername: str | None = None, time_scale: float = 1.0,
+               **burst) -> ProbeResult:
+    """Measure a running LiveLoop on JACK: tone bursts in, its output back, latency and gaps out.
+
+    time_scale: how many times slower than real time the server's clock runs (JackServer(time_scale=))."""
     sr = _server_rate(servername)
     on_s = burst.get("on_s", 0.4)
     x, onsets = tone_bursts(sr, seconds, **burst)
-    y, rate, period = capture(x, servername)
+    y, rate, period = capture(x, servername, timeout_s=2.0 * seconds * time_scale + 30.0)
     res = ProbeResult(rate, period)
     res.latencies_ms, res.missing_bursts, res.gaps = measure(x, y, onsets, sr, on_s)
     if res.latency_ms is not None:

@@ -91,19 +91,23 @@ def schedule_dropouts(compute_s: np.ndarray, block_s: float, margin_s: float, fa
     return gaps
 
 
-def measure_block(session, audio: np.ndarray, warmup: int = 3, give_up_after: int | None = None) -> np.ndarray:
+def measure_block(session, audio: np.ndarray, warmup: int = 3, give_up_after: int | None = None,
+                  cpu_times: list | None = None) -> np.ndarray:
     """Per-block compute times (s) of `session` over `audio` (the first `warmup` blocks excluded).
 
     give_up_after=N: stop once N blocks are timed and their median already exceeds the block (a size that
-    cannot pass; spares minutes on a slow machine)."""
+    cannot pass; spares minutes on a slow machine). cpu_times: filled with the thread's CPU time per
+    block, which on a busy machine shows the cost apart from waiting for a core."""
     b = int(session.block_size)
     block_s = b / session_rate(session)
     times = []
     for k, i in enumerate(range(0, len(audio) - b + 1, b)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         session.process(audio[i:i + b])
         if k >= warmup:
             times.append(time.perf_counter() - t0)
+            if cpu_times is not None:
+                cpu_times.append(time.thread_time() - c0)
         if give_up_after and len(times) >= give_up_after and np.median(times) > block_s:
             break
     return np.asarray(times)
