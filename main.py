@@ -27,8 +27,8 @@ def _key(value: str) -> float:
 
 def _formant(text: str) -> float:
     v = float(text)
-    if not -6.0 <= v <= 6.0:
-        raise argparse.ArgumentTypeError(f"formant shift {v:g} is outside -6..6 semitones")
+    if not -12.0 <= v <= 12.0:
+        raise argparse.ArgumentTypeError(f"formant shift {v:g} is outside -12..12 semitones")
     return v
 
 
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
     c.add_argument("--key", type=_key, default=0.0, help="key shift in semitones (-24..24)")
     c.add_argument("--formant", type=_formant, default=0.0,
-                   help="formant shift in semitones (-6..6; needs --vocoder hn)")
+                   help="formant shift in semitones (-12..12; needs --vocoder hn)")
     c.add_argument("--steps", type=_steps, default=1, help="decoder steps: 1 = one-step student (default)")
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")

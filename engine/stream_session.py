@@ -52,6 +52,7 @@ from engine.decoder_stream import DecoderStream, condition
 from engine.feature_stream import LoudnessStream, grid_index
 from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream, live_pitch_extractor
 from engine.resample_stream import RationalResampler, StreamResampler
+from models.formant import FORMANT_RANGE, warp_mel_frames
 from models.device import pick_device
 from models.errors import ComoliveError
 from models.vocoders import load_vocoder
@@ -64,7 +65,6 @@ RAMP_FRAMES = 4        # live key / formant / voice changes ramp over this many 
 FADE_MS = 5.0          # gate fade out / in
 PLAN_SECONDS = 260.0   # horizon of the latency bookkeeping
 KEY_RANGE = 24         # semitones either way (as main.py)
-FORMANT_RANGE = 12     # semitones either way
 LIVE_KEYS = ("key", "formant", "voice", "gate_db", "gate_hold_ms", "input_gain_db")
 
 
@@ -75,7 +75,7 @@ class SessionConfig:
     model: str | None = None        # voice model path; None = embedded default
     voice: str | None = None        # trained voice name; None = model default
     key: float = 0.0                # semitones (pitch shift), live-changeable
-    formant: float = 0.0            # formant shift in semitones (the decoder's `shift` input), live-changeable
+    formant: float = 0.0            # formant shift in semitones (mel warp before the f0-driven vocoder), live
     steps: int = 1                  # 1 = one-step student; k > 1 = multistep consistency (more lookahead)
     pitch: str = "fcpe"             # pitch extractor
     vocoder: str = "auto"           # "auto" = models.vocoders.default_live_vocoder(device), or a name
@@ -429,6 +429,7 @@ class StreamSession:
         self._l0 = 0
         self.frames = 0            # model frames assembled
         self._voc_f0: list[np.ndarray] = []  # vocoder f0 of frames pushed to the decoder, not yet decoded
+        self._voc_formant: list[np.ndarray] = []  # their formant shift (semitones), applied to the decoded mel
 
     # ------------------------------------------------------------------ processing
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -563,10 +564,12 @@ class StreamSession:
         f0 = (held * np.exp2(key / 12.0)).astype(np.float32)
         f0_voc = f0 * voiced
         spk = self.speaker.take(n).astype(np.float32)
-        shift = self.formant.take(n).astype(np.float32)
-        pre = condition(self.model.student, content, f0, voiced, loud, spk, shift)
+        formant = self.formant.take(n).astype(np.float32)
+        # the decoder's own shift input stays at 0 (its training value); formants move by warping its mel
+        pre = condition(self.model.student, content, f0, voiced, loud, spk, np.zeros(n, np.float32))
         mel = self.decoder.push(pre)
         self._voc_f0.append(f0_voc)
+        self._voc_formant.append(formant)
         if self._device.type == "cuda":
             torch.cuda.synchronize()
         laps.lap("decoder")
@@ -574,6 +577,11 @@ class StreamSession:
         k = mel.shape[-1]
         f0m, rest = v[:k], v[k:]
         self._voc_f0 = [rest]
+        fm = np.concatenate(self._voc_formant)
+        self._voc_formant = [fm[k:]]
+        if fm[:k].any():
+            warped = warp_mel_frames(mel.float().cpu().numpy(), fm[:k])
+            mel = torch.from_numpy(warped).to(device=mel.device, dtype=mel.dtype)
         audio = self.voc_stream.push(mel, torch.from_numpy(f0m).to(mel.device))
         y = audio.float().cpu().numpy().reshape(-1)
         laps.lap("vocoder")

@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
+FORMANT_RANGE = 12.0  # semitones either way offered by the controls
+
 
 @lru_cache(maxsize=8)
 def mel_bin_hz(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
@@ -35,3 +37,15 @@ def warp_mel(mel: np.ndarray, semitones: float, fmin: float = 0.0, fmax: float =
     hi = np.minimum(lo + 1, len(hz) - 1)
     w = (pos - lo)[:, None].astype(mel.dtype)
     return (1 - w) * mel[lo] + w * mel[hi]
+
+
+def warp_mel_frames(mel: np.ndarray, semitones: np.ndarray, fmin: float = 0.0, fmax: float = 8000.0) -> np.ndarray:
+    """warp_mel with one shift per frame ([T]), so a live change can ramp over a few frames."""
+    semitones = np.asarray(semitones, np.float64)
+    if not semitones.any():
+        return mel
+    out = np.empty_like(mel)
+    for s in np.unique(semitones):
+        cols = semitones == s
+        out[:, cols] = warp_mel(mel[:, cols], float(s), fmin, fmax)
+    return out

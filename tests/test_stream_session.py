@@ -309,3 +309,22 @@ def test_multistep_session_declares_the_extra_decoder_lookahead():
     x = harmonic(220, 0.6, 48000)
     y = run_offline(SessionConfig(steps=2, gate_db=OFF), x, 48000)
     assert np.all(np.isfinite(y)) and np.sqrt(np.mean(y[12000:] ** 2)) > 1e-3
+
+
+def test_formant_shift_moves_the_envelope_and_keeps_the_pitch(fcpe):
+    """Formant shift warps the decoded mel before the f0-driven vocoder: the spectral centroid rises,
+    the pitch does not move."""
+    sr = 22050
+    x = harmonic(220, 1.5, sr, n_harm=30)
+
+    def convert(formant: float):
+        y = run_offline(SessionConfig(sample_rate=sr, formant=formant, gate_db=OFF), x, sr)[sr // 2:]
+        spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+        centroid = float((spec * np.fft.rfftfreq(len(y), 1 / sr)).sum() / spec.sum())
+        f0 = fcpe.extract(resample(y, sr, 16000))
+        return centroid, float(np.median(f0[f0 > 0]))
+
+    c0, f0 = convert(0.0)
+    c1, f1 = convert(4.0)
+    assert c1 > c0 * 1.1, (c0, c1)
+    assert abs(1200 * math.log2(f1 / f0)) < 25, (f0, f1)
