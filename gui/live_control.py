@@ -55,11 +55,14 @@ def input_rate(s: PanelSettings, devices: list) -> int | None:
     """The rate the loop will run at: the chosen rate, else the input device's own (None if unknown)."""
     if s.sample_rate:
         return int(s.sample_rate)
+    spec = _device_spec(s.input_device, "input", s.hostapi, devices)
+    known = [d for d in devices if d.index == spec] if isinstance(spec, int) else []
+    if known:
+        return int(known[0].default_samplerate)
     from realtime.devices import resolve
 
     try:
-        return int(resolve(_device_spec(s.input_device, "input", s.hostapi, devices), "input", s.hostapi)
-                   .default_samplerate)
+        return int(resolve(spec, "input", s.hostapi).default_samplerate)
     except Exception:  # noqa: BLE001 - no such device yet: the budget uses a usual rate, Start will explain
         return None
 

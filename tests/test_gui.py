@@ -127,6 +127,29 @@ def test_unknown_device_shows_a_message_and_the_panel_stays_usable(make_window, 
     assert w.settings.key == 2.0
 
 
+def test_live_config_from_the_panel_settings():
+    """Remembered device names become the loop's devices: the one device of that name (by index), else the name
+    (the loop then explains); recording only when switched on; margin 0 = the loop's default."""
+    from gui.live_control import live_config
+    from realtime.devices import DeviceInfo
+
+    devices = [DeviceInfo(0, "system", "ALSA", 2, 2, 44100.0), DeviceInfo(1, "system", "JACK Audio Connection Kit",
+                                                                              2, 2, 32000.0),
+               DeviceInfo(2, "USB mic", "ALSA", 1, 0, 48000.0), DeviceInfo(3, "Phones", "ALSA", 0, 2, 48000.0)]
+    s = PanelSettings(hostapi="JACK Audio Connection Kit", input_device="system", output_device="system",
+                      monitor_device=None, key=3.0, voice="de4", block_ms=60.0, record_dir="/tmp/x")
+    c = live_config(s, devices)
+    assert (c.input_device, c.output_device, c.monitor_device, c.hostapi) == (1, 1, None, s.hostapi)
+    assert c.session.sample_rate == 32000  # the input device's own rate
+    assert (c.session.key, c.session.voice, c.session.block_ms) == (3.0, "de4", 60.0)
+    assert c.record_dir is None and c.margin_ms is None
+    s = PanelSettings(input_device="USB mic", output_device="system", monitor_device="Phones", record=True,
+                      record_dir="/tmp/x", margin_ms=250.0, sample_rate=44100)
+    c = live_config(s, devices)
+    assert (c.input_device, c.output_device, c.monitor_device) == (2, "system", 3)  # two "system": by name
+    assert c.session.sample_rate == 44100 and c.record_dir == "/tmp/x" and c.margin_ms == 250.0
+
+
 # ------------------------------------------------------------------------------- live, on JACK dummy devices
 class JackProbe:
     """A JACK client that plays a looping test signal into the loop's input port and records its output port."""
@@ -254,7 +277,11 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server, tmp_
         f0_before = median_f0(before, probe.rate)
 
         w.voice_panel.key.setValue(7.0)  # live, no restart
-        assert w.control.state == RUNNING and w.control.loop.config.session.key == 7.0
+        pick(w.voice_panel.voice, "us2")
+        w.audio_panel.output_gain_db.setValue(-3.0)
+        cfg = w.control.loop.config
+        assert w.control.state == RUNNING
+        assert (cfg.session.key, cfg.session.voice, cfg.output_gain_db) == (7.0, "us2", -3.0)
         qtbot.wait(int(margin_ms) + 1000)  # what is already converted plays out first
         after = record(8.0)
         f0_after = median_f0(after, probe.rate)
