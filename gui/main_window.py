@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PyQt6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QApplication, QMainWindow, QProgressBar, QPushButton, QTabWidget,
-                             QToolButton, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QApplication, QGroupBox, QHBoxLayout, QLabel, QMainWindow, QProgressBar,
+                             QPushButton, QTabWidget, QVBoxLayout, QWidget)
 
 from gui.audio_panel import AudioPanel
+from gui.banner import Banner
 from gui.latency_view import LatencyView
 from gui.live_control import IDLE, RUNNING, STARTING, STOPPING, LiveControl
 from gui.meters import LevelMeter
@@ -33,36 +34,6 @@ def _load_voices():
 
     vm = VoiceModel.load(None)
     return sorted(vm.voices), vm.meta.get("default_voice")
-
-
-class Banner(QWidget):
-    """A red strip for problems; stays until dismissed or replaced, so a glance later still explains."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("banner")
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.setStyleSheet("#banner { background: #8b1e1e; border-radius: 4px; } QLabel { color: white; }")
-        self.text = QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setToolTip("Dismiss (Esc)")
-        close.clicked.connect(self.clear)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(8, 4, 4, 4)
-        lay.addWidget(self.text, 1)
-        lay.addWidget(close)
-        self.hide()
-
-    def show_message(self, msg: str) -> None:
-        self.text.setText(msg)
-        self.show()
-
-    def clear(self) -> None:
-        self.text.clear()
-        self.hide()
 
 
 class MainWindow(QMainWindow):
