@@ -37,7 +37,7 @@ from models.mel import MelAnalyzer
 
 @dataclass
 class VocoderTrainConfig:
-    steps: int = 4000
+    steps: int = 2200
     batch_size: int = 8
     segment_frames: int = 64
     context_frames: int = 32  # left context the network sees before each segment (its receptive field)
