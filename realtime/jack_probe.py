@@ -217,15 +217,12 @@ def _server_rate(servername: str | None) -> int:
     return rate
 
 
-def probe_loop(loop, seconds: float = 10.0, servername: str | None = None, time_scale: float = 1.0,
-               **burst) -> ProbeResult:
-    """Measure a running LiveLoop on JACK: tone bursts in, its output back, latency and gaps out.
-
-    time_scale: how many times slower than real time the server's clock runs (JackServer(time_scale=))."""
+def probe_loop(loop, seconds: float = 10.0, servername: str | None = None, **burst) -> ProbeResult:
+    """Measure a running LiveLoop on JACK: tone bursts in, its output back, latency and gaps out."""
     sr = _server_rate(servername)
     on_s = burst.get("on_s", 0.4)
     x, onsets = tone_bursts(sr, seconds, **burst)
-    y, rate, period = capture(x, servername, timeout_s=2.0 * seconds * time_scale + 30.0)
+    y, rate, period = capture(x, servername, timeout_s=2.0 * seconds + 30.0)
     res = ProbeResult(rate, period)
     res.latencies_ms, res.missing_bursts, res.gaps = measure(x, y, onsets, sr, on_s)
     if res.latency_ms is not None:

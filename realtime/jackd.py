@@ -19,10 +19,8 @@ from realtime.devices import DeviceError
 
 
 class JackServer:
-    def __init__(self, rate: int = 48000, period: int = 256, name: str | None = None, timeout_s: float = 10.0,
-                 time_scale: float = 1.0):
+    def __init__(self, rate: int = 48000, period: int = 256, name: str | None = None, timeout_s: float = 10.0):
         self.rate, self.period = int(rate), int(period)
-        self.time_scale = float(time_scale)  # > 1: the dummy clock runs that many times slower than real time
         self.name = name or f"comolive{os.getpid()}"
         self.timeout_s = timeout_s
         self.proc: subprocess.Popen | None = None
@@ -40,8 +38,6 @@ class JackServer:
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ.setdefault("JACK_NO_AUDIO_RESERVATION", "1")
         cmd = [exe, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
-        if self.time_scale != 1.0:
-            cmd += ["-w", str(int(round(1e6 * self.period / self.rate * self.time_scale)))]
         self.proc = subprocess.Popen(cmd,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
