@@ -28,7 +28,7 @@ from torch import nn
 from models.checkpoint import load_checkpoint, load_into
 from models.errors import ComoliveError, ModelFileError
 from models.hn_synth import HNSynth
-from models.streaming import Fifo, StreamConv1d, _pw
+from models.streaming import Fifo
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "vocoder_hn"
 MEL_OFFSET, MEL_SCALE = 5.0, 2.5  # log-mel (about -11.5 .. 2) -> about -2.6 .. 2.8
@@ -186,6 +186,61 @@ class HNVocoder:
         return HNStream(self.model)
 
 
+def _taps(conv: nn.Conv1d) -> torch.Tensor:
+    """A conv weight [C_out, C_in, k] as one [k * C_in, C_out] matrix for time-major im2col."""
+    w = conv.weight.detach()
+    return torch.cat([w[:, :, j].t() for j in range(w.shape[-1])], 0).contiguous()
+
+
+class _StreamNet:
+    """HNNet on a stream, time-major ([frames, channels]) with each layer's left context cached.
+
+    On ~90 ms blocks the network's cost is op overhead, not arithmetic, so it runs as one im2col GEMM per
+    layer with pre-packed weights and no layout changes (models/streaming.py's generic layers would
+    spend several times more). Same padding as the whole-file forward: conv_in replicates the first and
+    last frame, the causal layers see zeros before the start; outputs lag inputs by `lookahead` frames."""
+
+    def __init__(self, net: HNNet):
+        self.la, self.dil = net.cfg.lookahead, list(net.cfg.dilations)
+        self.w_in, self.b_in = _taps(net.conv_in), net.conv_in.bias.detach()
+        self.w = [_taps(c) for c in net.convs]
+        self.b = [c.bias.detach() for c in net.convs]
+        self.wm = [_taps(m) for m in net.mixes]
+        self.bm = [m.bias.detach() for m in net.mixes]
+        self.wh, self.bh = _taps(net.head), net.head.bias.detach()
+        self.channels = net.cfg.channels
+        self.reset()
+
+    def reset(self) -> None:
+        self.in_cache: torch.Tensor | None = None
+        self.caches = [torch.zeros(2 * d, self.channels) for d in self.dil]
+
+    @staticmethod
+    def _conv3(buf: torch.Tensor, w: torch.Tensor, b: torch.Tensor, d: int) -> torch.Tensor:
+        n = buf.shape[0] - 2 * d
+        return torch.addmm(b, torch.cat([buf[:n], buf[d:d + n], buf[2 * d:2 * d + n]], 1), w)
+
+    def __call__(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        """x [n, C_in] -> raw head output [m, C_out] for the frames whose right context has arrived."""
+        if self.in_cache is None:
+            if x.shape[0] == 0:
+                return x.new_zeros(0, self.wh.shape[1])
+            self.in_cache = x[:1].expand(2 - self.la, -1)
+        buf = torch.cat([self.in_cache, x], 0)
+        if last:
+            buf = torch.cat([buf, buf[-1:].expand(self.la, -1)], 0)
+        self.in_cache = buf[-2:]
+        h = self._conv3(buf, self.w_in, self.b_in, 1) if buf.shape[0] > 2 else x.new_zeros(0, self.channels)
+        for i, d in enumerate(self.dil):
+            buf = torch.cat([self.caches[i], F.leaky_relu(h, 0.1)], 0)
+            self.caches[i] = buf[buf.shape[0] - 2 * d:]
+            h = h + torch.addmm(self.bm[i], F.leaky_relu(self._conv3(buf, self.w[i], self.b[i], d), 0.1), self.wm[i])
+        out = torch.addmm(self.bh, F.leaky_relu(h, 0.1), self.wh)
+        if last:
+            self.reset()
+        return out
+
+
 class HNStream:
     """Live blocks: push(mel [80, n], f0 [n]) -> new samples; concatenated output == the whole-file call."""
 
@@ -193,17 +248,14 @@ class HNStream:
         self.model = model
         net = model.net
         la = net.cfg.lookahead
-        self._in = StreamConv1d(net.conv_in, left=2 - la, right=la, pad_mode="replicate")
-        self._convs = [StreamConv1d(c, left=2 * d, right=0) for c, d in zip(net.convs, net.cfg.dilations)]
+        self._net = _StreamNet(net)
         self.hop = net.cfg.hop_length
         self.delay_samples = la * self.hop + self.hop // 2
         self.lookahead_frames = -(-self.delay_samples // self.hop)
         self.reset()
 
     def reset(self) -> None:
-        self._in.reset()
-        for c in self._convs:
-            c.reset()
+        self._net.reset()
         self._f0 = Fifo()
         self._prev: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # last frame's (f0, amps, noise)
         self._segment = 0
@@ -211,10 +263,8 @@ class HNStream:
 
     @torch.inference_mode()
     def _frames(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        h = self._in(x, last)
-        for conv, mix, sc in zip(self.model.net.convs, self.model.net.mixes, self._convs):
-            h = h + _pw(mix, F.leaky_relu(sc(F.leaky_relu(h, 0.1), last), 0.1))
-        return _pw(self.model.net.head, F.leaky_relu(h, 0.1))
+        """Network input [1, C_in, n] -> raw head output [1, C_out, m] (a transposed view)."""
+        return self._net(x[0].t(), last).t()[None]
 
     @torch.inference_mode()
     def _render(self, raw: torch.Tensor, final: bool) -> torch.Tensor:
