@@ -99,7 +99,8 @@ def run_live_bench(json_path: str | None = None, model: str | None = None, secon
           f"{'cpu p50':>8} {'cpu p99':>8} {'load':>5}  stages (median wall ms)")
     for r in rows:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["stage_ms_median"].items(), key=lambda kv: -kv[1]))
-        print(f"{r['block_ms']:>9.1f} {r['compute_ms_p50']:>8.1f} {r['compute_ms_p90']:>8.1f} {r['compute_ms_p99']:>8.1f} "
+        print(f"{r['block_ms']:>9.1f} {r['compute_ms_p50']:>8.1f} {r['compute_ms_p90']:>8.1f} "
+              f"{r['compute_ms_p99']:>8.1f} "
               f"{r['p99_share_of_block']:>9.0%} {r['schedule_dropouts']:>10d} {r['cpu_ms_p50']:>8.1f} "
               f"{r['cpu_ms_p99']:>8.1f} {r['load_average']:>5.1f}  {stages}")
     print("* on the live schedule (output margin = one block), replaying the measured wall times;")
@@ -116,9 +117,11 @@ def run_live_bench(json_path: str | None = None, model: str | None = None, secon
           f"{'gaps':>5} {'seconds':>8} {'p50 ms':>7} {'p99 ms':>7}")
     for r in jack_rows:
         print(f"{r['block_ms']:>9.1f} {r['declared_ms']:>9.1f} {_fmt(r['measured_ms'], '9.1f')} "
-              f"{_fmt(r['difference_ms'], '7.2f')} {r['bursts_measured']:>3d}/{r['bursts_measured'] + r['bursts_missing']:<3d} "
+              f"{_fmt(r['difference_ms'], '7.2f')} "
+              f"{r['bursts_measured']:>3d}/{r['bursts_measured'] + r['bursts_missing']:<3d} "
               f"{r['dropouts']:>9d} {r['gaps_in_recording']:>5d} {r['seconds']:>8.0f}"
-              f" {r['compute_ms_p50']:>7.1f} {r['compute_ms_p99']:>7.1f}" + (f"  error: {r['error']}" if r["error"] else ""))
+              f" {r['compute_ms_p50']:>7.1f} {r['compute_ms_p99']:>7.1f}"
+              + (f"  error: {r['error']}" if r["error"] else ""))
     print("measured = median burst-onset delay of the bursts that came out, diff = measured - declared;")
     print("bursts = measured / sent; dropouts = the loop's count; gaps = silences inside bursts in the recording")
     if jack_rows:

@@ -24,7 +24,8 @@ from realtime.devices import DeviceError
 
 
 def tone_bursts(rate: int, seconds: float, f0: float = 220.0, on_s: float = 0.4, period_s: float = 1.0,
-                amp: float = 0.3, attack_s: float = 0.003, n_harm: int = 12, lead_s: float = 0.5) -> tuple[np.ndarray, list[int]]:
+                amp: float = 0.3, attack_s: float = 0.003, n_harm: int = 12,
+                lead_s: float = 0.5) -> tuple[np.ndarray, list[int]]:
     """Harmonic vowel-like bursts (f0, 1/k harmonics) -> (signal, onset sample of each burst)."""
     n = int(seconds * rate)
     x = np.zeros(n, np.float32)
@@ -183,7 +184,8 @@ def _probe_process(argv: list[str]) -> int:
     os._exit(code)  # no jack_deactivate/jack_client_close in a process that runs Python callbacks
 
 
-def capture(signal: np.ndarray, servername: str | None = None, timeout_s: float | None = None) -> tuple[np.ndarray, int, int]:
+def capture(signal: np.ndarray, servername: str | None = None,
+            timeout_s: float | None = None) -> tuple[np.ndarray, int, int]:
     """Play `signal` into the engine's JACK input ports and record its output (a probe process) ->
     (captured, rate, period)."""
     with tempfile.TemporaryDirectory(prefix="comolive-probe-") as tmp:

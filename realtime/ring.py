@@ -45,8 +45,8 @@ class InputRing:
     def read(self, n: int) -> tuple[int, np.ndarray, int]:
         """Consumer: the next `n` samples -> (start position, samples, samples lost before them).
 
-        Call only when `available() >= n` and `n <= capacity // 2`. If the producer lapped the reader (the worker stalled for
-        longer than the ring holds), the lost samples are skipped and counted."""
+        Call only when `available() >= n` and `n <= capacity // 2`. If the producer lapped the reader (the
+        worker stalled for longer than the ring holds), the lost samples are skipped and counted."""
         lost = 0
         behind = self.written - self.read_pos
         if behind > self.capacity * 3 // 4:  # the oldest unread samples are (or soon get) overwritten

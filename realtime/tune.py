@@ -48,10 +48,12 @@ class TuneResult:
 
     def table(self) -> str:
         lines = [f"device {self.device}: block size vs per-block compute (1 torch thread)",
-                 f"{'block ms':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99/block':>10} {'dropouts':>9}  verdict"]
+                 f"{'block ms':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99/block':>10} {'dropouts':>9}"
+                 "  verdict"]
         for r in self.rows:
             verdict = "ok" if r.ok else (f"too slow (stopped after {r.blocks} blocks)" if r.cut_short else "too slow")
-            lines.append(f"{r.block_ms:>9.1f} {r.compute_ms_p50:>8.2f} {r.compute_ms_p90:>8.2f} {r.compute_ms_p99:>8.2f} "
+            lines.append(f"{r.block_ms:>9.1f} {r.compute_ms_p50:>8.2f} {r.compute_ms_p90:>8.2f} "
+                         f"{r.compute_ms_p99:>8.2f} "
                          f"{r.ratio_p99:>9.0%} {r.dropouts:>9d}  {verdict}")
         if self.block_ms is None:
             lines.append(f"no block size kept p99 compute within {self.safety:.0%} of the block")

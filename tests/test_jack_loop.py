@@ -7,7 +7,6 @@ loop and its latency accounting are what is measured, not the model's speed on a
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import soundfile as sf
 
