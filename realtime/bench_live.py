@@ -57,24 +57,40 @@ def compute_row(scfg, block_ms: float, seconds: float) -> dict:
             "session_latency_ms": 1000 * session.latency_samples / RATE}
 
 
-def jack_row(scfg, block_ms: float, seconds: float, server) -> dict:
+def jack_row(scfg, block_ms: float, seconds: float, server, bypass: bool = False) -> dict:
     from realtime.jack_probe import probe_loop
     from realtime.live import LiveConfig, LiveLoop
 
-    loop = LiveLoop(LiveConfig(session=replace(scfg, block_ms=block_ms), hostapi="JACK", sample_rate=RATE))
+    loop = LiveLoop(LiveConfig(session=replace(scfg, block_ms=block_ms), hostapi="JACK", sample_rate=RATE,
+                               bypass=bypass))
     loop.start()
     try:
         res = probe_loop(loop, seconds=seconds, servername=server.name)
     finally:
         loop.stop()
     st = loop.stats()
-    return {"block_ms": st.block_ms, "seconds": seconds, "declared_ms": st.latency_ms,
+    return {"block_ms": st.block_ms, "seconds": seconds, "bypass": bypass, "declared_ms": st.latency_ms,
             "measured_ms": res.latency_ms, "measured_spread_ms": res.spread_ms,
             "difference_ms": None if res.latency_ms is None else res.latency_ms - st.latency_ms,
             "jack_period_ms": server.period_ms, "bursts_measured": len(res.latencies_ms),
             "bursts_missing": res.missing_bursts, "dropouts": st.dropouts, "late_blocks": st.overruns,
             "gaps_in_recording": res.gaps, "compute_ms_p50": st.compute_ms_p50, "compute_ms_p99": st.compute_ms_p99,
             "latency_parts": st.latency_parts, "error": st.error}
+
+
+def model_onset_row(scfg, block_ms: float, seconds: float) -> dict:
+    """Burst-onset offset of the converted output against the input in the file-device loop (no dropouts
+    possible), with the declared latency removed: what the model itself adds to an onset measurement."""
+    from realtime.cli import run_file
+    from realtime.jack_probe import measure, tone_bursts
+
+    x, onsets = tone_bursts(RATE, seconds, lead_s=0.6)
+    y, _ = run_file(None, (x, RATE), replace(scfg, block_ms=block_ms), fast=True)
+    pad = int(0.05 * RATE)  # delay the output by 50 ms for the search: the converted onset may lead the input's
+    lat, _, _ = measure(x, np.concatenate([np.zeros(pad, np.float32), y]), onsets, RATE, 0.4)
+    offs = [v - 1000.0 * pad / RATE for v in lat]
+    return {"block_ms": block_ms, "offsets_ms": offs, "median_ms": float(np.median(offs)) if offs else None,
+            "min_ms": float(min(offs)) if offs else None, "max_ms": float(max(offs)) if offs else None}
 
 
 def _fmt(v, spec: str = "7.1f") -> str:
@@ -112,16 +128,21 @@ def run_live_bench(json_path: str | None = None, model: str | None = None, secon
             secs = 6 * seconds if ms == default_ms else 2 * seconds
             print(f"JACK loop: block {ms:g} ms, {secs:g} s of tone bursts...", flush=True)
             jack_rows.append(jack_row(scfg, ms, secs, server))
+        print(f"JACK loop: block {default_ms:g} ms, bypass (dry signal, same latency), {2 * seconds:g} s...", flush=True)
+        jack_rows.append(jack_row(scfg, default_ms, 2 * seconds, server, bypass=True))
+    file_row = model_onset_row(scfg, default_ms, 2 * seconds)
     print(f"end-to-end through JACK (dummy driver, {RATE} Hz, period 256 = {1000 * 256 / RATE:.2f} ms)")
     print(f"{'block ms':>9} {'declared':>9} {'measured':>9} {'diff':>7} {'bursts':>7} {'dropouts':>9} "
           f"{'gaps':>5} {'seconds':>8} {'p50 ms':>7} {'p99 ms':>7}")
     for r in jack_rows:
-        print(f"{r['block_ms']:>9.1f} {r['declared_ms']:>9.1f} {_fmt(r['measured_ms'], '9.1f')} "
+        print(f"{r['block_ms']:>9.1f}{'b' if r['bypass'] else ' '}{r['declared_ms']:>9.1f} "
+              f"{_fmt(r['measured_ms'], '9.1f')} "
               f"{_fmt(r['difference_ms'], '7.2f')} "
               f"{r['bursts_measured']:>3d}/{r['bursts_measured'] + r['bursts_missing']:<3d} "
               f"{r['dropouts']:>9d} {r['gaps_in_recording']:>5d} {r['seconds']:>8.0f}"
               f" {r['compute_ms_p50']:>7.1f} {r['compute_ms_p99']:>7.1f}"
               + (f"  error: {r['error']}" if r["error"] else ""))
+    print("b = bypass (the dry input through the same loop and latency);")
     print("measured = median burst-onset delay of the bursts that came out, diff = measured - declared;")
     print("bursts = measured / sent; dropouts = the loop's count; gaps = silences inside bursts in the recording")
     if jack_rows:
@@ -129,7 +150,10 @@ def run_live_bench(json_path: str | None = None, model: str | None = None, secon
         print(format_budget(jack_rows[0]["latency_parts"]))
     doc = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                        "torch_threads": 1}, "rate": RATE, "default_block_ms": default_ms,
-           "compute": rows, "jack": jack_rows}
+           "compute": rows, "jack": jack_rows, "model_onset": file_row}
+    print(f"converted-onset offset in a dropout-free file run (block {default_ms:g} ms; the decoder sees ahead, so the "
+          f"converted onset may lead): median {_fmt(file_row['median_ms'], '.1f')} ms, "
+          f"range {_fmt(file_row['min_ms'], '.1f')} .. {_fmt(file_row['max_ms'], '.1f')} ms")
     if json_path:
         Path(json_path).write_text(json.dumps(doc, indent=2))
         print(f"wrote {json_path}")
