@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections import deque
 
 from realtime.devices import DeviceError
 
@@ -40,6 +42,10 @@ class JackServer:
         cmd = [exe, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
         self.proc = subprocess.Popen(cmd,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        # jackd logs every xrun; an unread pipe fills (64 KiB) and jackd blocks: the graph stalls and SIGTERM
+        # no longer stops it. A reader keeps the pipe empty and the last lines for error messages.
+        self.log: deque[str] = deque(maxlen=50)
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), name="jackd-log", daemon=True).start()
         self._wait_ready()
         from realtime.devices import refresh
 
@@ -53,8 +59,9 @@ class JackServer:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
-                raise DeviceError(f"jackd exited at start (status {self.proc.returncode}): {out.strip()[-300:]}")
+                time.sleep(0.1)  # let the reader collect the last words
+                out = " | ".join(self.log)
+                raise DeviceError(f"jackd exited at start (status {self.proc.returncode}): {out[-300:]}")
             try:
                 c = jack.Client("comolive_ready", no_start_server=True, servername=self.name)
                 c.close()
@@ -64,6 +71,13 @@ class JackServer:
                 time.sleep(0.1)
         self.stop()
         raise DeviceError(f"jackd did not come up within {self.timeout_s:g} s ({last})")
+
+    def _drain(self, stream) -> None:
+        try:
+            for line in iter(stream.readline, b""):
+                self.log.append(line.decode(errors="replace").rstrip())
+        except (OSError, ValueError):  # closed when the server stops
+            pass
 
     def stop(self) -> None:
         """Terminate PortAudio's use of JACK first, then jackd (idempotent)."""
