@@ -55,12 +55,14 @@ class PeakRSS:
 def _time(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     with PeakRSS() as mem:
         fn()  # warm-up
-        ts = []
+        ts, cpu = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             ts.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)  # CPU time: what a shared, busy machine does not inflate
     return {"median_s": float(np.median(ts)), "p90_s": float(np.percentile(ts, 90)), "repeats": repeats,
+            "cpu_median_s": float(np.median(cpu)),
             "peak_rss_mb": round(mem.peak, 1), "rss_growth_mb": round(mem.peak - mem.before, 1)}
 
 
@@ -105,6 +107,7 @@ def bench_model(model: str | None, seconds: float, repeats: int = 3) -> list[dic
     for r in rows:
         r["s_per_audio_s"] = r["median_s"] / seconds
         r["p90_s_per_audio_s"] = r["p90_s"] / seconds
+        r["cpu_s_per_audio_s"] = r["cpu_median_s"] / seconds
     students = [r for r in rows if r["stage"].startswith("decoder student 1 ")]
     teachers = [r for r in rows if r["stage"].startswith("decoder teacher 50 steps (heun)")]
     if students and teachers:
@@ -151,11 +154,12 @@ def bench_features(seconds: float, repeats: int = 3) -> list[dict]:
     for r in rows:
         r["s_per_audio_s"] = r["median_s"] / seconds
         r["p90_s_per_audio_s"] = r["p90_s"] / seconds
+        r["cpu_s_per_audio_s"] = r["cpu_median_s"] / seconds
     return rows
 
 
-BENCH_COLS = ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "speedup_vs_teacher50", "peak_rss_mb",
-              "rss_growth_mb")
+BENCH_COLS = ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "cpu_s_per_audio_s", "speedup_vs_teacher50",
+              "peak_rss_mb", "rss_growth_mb")
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -190,12 +194,13 @@ def run_bench(what: str, json_path: str | None = None, model: str | None = None,
 
 def overview_rows(report: dict) -> list[dict]:
     """Every section's per-stage cost in one list: stage, s of compute per s of audio (median, p90), memory."""
-    rows = [{k: r[k] for k in ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "peak_rss_mb") if k in r}
-            for sec in ("features", "model") for r in report.get(sec, [])]
+    keep = ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "cpu_s_per_audio_s", "peak_rss_mb")
+    rows = [{k: r[k] for k in keep if k in r} for sec in ("features", "model") for r in report.get(sec, [])]
     for r in report.get("vocoder", {}).get("speed", []):
         for mode in ("whole", "stream45ms", "stream90ms"):
             if f"{mode}_s_per_s" in r:
-                rows.append({"stage": f"vocoder {r['vocoder']} ({mode})", "s_per_audio_s": r[f"{mode}_s_per_s"]})
+                rows.append({"stage": f"vocoder {r['vocoder']} ({mode})", "s_per_audio_s": r[f"{mode}_s_per_s"],
+                             **({"cpu_s_per_audio_s": r[f"{mode}_cpu_s_per_s"]} if f"{mode}_cpu_s_per_s" in r else {})})
     return rows
 
 
@@ -216,7 +221,8 @@ def print_overview(report: dict) -> None:
     """`bench all`: one summary of every stage and of the live path."""
     from engine.tables import print_table as table
 
-    table(overview_rows(report), ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "peak_rss_mb"),
+    table(overview_rows(report), ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "cpu_s_per_audio_s",
+                                  "peak_rss_mb"),
           f"summary: seconds of compute per second of audio, {report.get('input_seconds', 0):g} s input, 1 thread",
           digits=4)
     if report.get("live"):

@@ -318,7 +318,8 @@ def test_bench_overview_collects_every_section_and_the_live_figures(capsys):
               "features": [{"stage": "pitch fcpe", "s_per_audio_s": 0.03, "p90_s_per_audio_s": 0.04,
                             "peak_rss_mb": 700.0}],
               "model": [{"stage": "decoder student 1 step", "nfe": 1, "s_per_audio_s": 0.006}],
-              "vocoder": {"speed": [{"vocoder": "hn", "whole_s_per_s": 0.05, "stream45ms_s_per_s": 0.07}]},
+              "vocoder": {"speed": [{"vocoder": "hn", "whole_s_per_s": 0.05, "stream45ms_s_per_s": 0.07,
+                                     "whole_cpu_s_per_s": 0.04}]},
               "live": {"compute": [{"block_ms": 80.0, "compute_ms_p50": 30.0, "compute_ms_p90": 35.0,
                                     "compute_ms_p99": 50.0, "p99_share_of_block": 0.625}],
                        "jack": [{"block_ms": 80.0, "declared_ms": 150.0, "measured_ms": 150.5, "dropouts": 0}]}}
@@ -326,6 +327,7 @@ def test_bench_overview_collects_every_section_and_the_live_figures(capsys):
     assert stages == ["pitch fcpe", "decoder student 1 step", "vocoder hn (whole)", "vocoder hn (stream45ms)"]
     (row,) = live_rows(report["live"])
     assert row["p99_ms"] == 50.0 and row["measured_latency_ms"] == 150.5 and row["dropouts"] == 0
+    assert overview_rows(report)[2]["cpu_s_per_audio_s"] == 0.04
     print_overview(report)
     out = capsys.readouterr().out
     assert "vocoder hn (stream45ms)" in out and "150.5" in out and "process peak RSS: 900 MB" in out
