@@ -6,6 +6,7 @@ signals. Device and model problems arrive as readable messages; the controller i
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import fields
 
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -84,6 +85,13 @@ def _build_session(cfg):
 
     torch.set_num_threads(1)
     return StreamSession(cfg)
+
+
+def _close_quietly(loop) -> None:
+    try:
+        loop.stop()
+    except Exception:  # noqa: BLE001 - already broken; the banner says what happened
+        pass
 
 
 def _open_loop(config, session):
@@ -252,13 +260,12 @@ class LiveControl(QObject):
             return None
         st = loop.stats()
         if not getattr(loop, "running", True) and self.state == RUNNING:
-            # the loop ended by itself (device lost): the panel goes back to idle and says why
+            # The loop ended by itself (device lost): back to idle at once, saying why. Its streams are closed
+            # on a side thread: closing a stream whose device or server vanished can hang inside PortAudio, and
+            # the window must not hang with it. Its session is not reused (it may be mid-block).
             self.loop = None
-            try:
-                loop.stop()
-            except Exception:  # noqa: BLE001 - already broken; the error text below says what happened
-                pass
-            self._keep(loop)
+            threading.Thread(target=_close_quietly, args=(loop,), name="comolive-close-lost-loop",
+                             daemon=True).start()
             self._set_state(IDLE)
             self.message.emit(st.error or "the audio stream stopped")
         return st

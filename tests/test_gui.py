@@ -3,6 +3,7 @@ panel drives the real live loop on JACK dummy devices (meters move, converted au
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,61 @@ def test_tune_button_runs_the_tuner_in_the_background_and_applies_its_block(make
         assert "output margin" in w.latency.parts
     else:
         assert text.startswith("no block size kept up") and w.settings.block_ms == 90.0
+
+
+UNPLUG_CHILD = r"""
+import faulthandler, os, sys, threading, time
+faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where, instead of a silent timeout
+sys.path.insert(0, sys.argv[1])
+from realtime.jackd import JackServer
+from tests.conftest import _drain
+server = JackServer(rate=48000, period=256, name=f"comolive_unplug{os.getpid()}").start()
+threading.Thread(target=_drain, args=(server.proc.stdout,), daemon=True).start()
+from PyQt6.QtTest import QTest
+from gui.app import make_app
+from gui.main_window import MainWindow
+from gui.presets import PanelSettings, SettingsStore
+store = SettingsStore(sys.argv[2])
+store.save(PanelSettings(hostapi="JACK Audio Connection Kit", input_device="system", output_device="system",
+                         block_ms=180.0))
+app = make_app([])
+w = MainWindow(store=store, load_model=False)
+w.show()
+
+def wait(cond, seconds):
+    end = time.monotonic() + seconds
+    while not cond() and time.monotonic() < end:
+        QTest.qWait(100)
+    return cond()
+
+w.start()
+print("RUNNING", wait(lambda: w.control.state == "running", 300), w.banner.text.text(), flush=True)
+server.proc.terminate()  # the audio server goes away mid-show, as an unplugged interface does
+print("JACKD", server.proc.wait(30), flush=True)
+print("STOPPED", wait(lambda: w.control.state == "idle" and w.banner.isVisible(), 30), flush=True)
+print("BANNER", w.banner.text.text(), flush=True)
+print("USABLE", w.start_button.isEnabled(), "Start" in w.start_button.text(), flush=True)
+w.voice_panel.key.setValue(4.0)
+print("KEY", w.settings.key, flush=True)
+os._exit(0)  # PortAudio still holds the dead server's client: its exit handler would abort (DESIGN §6)
+"""
+
+
+def test_audio_server_lost_mid_show_is_a_message_and_the_panel_stays_usable(tmp_path):
+    """The JACK server quits while the panel is live (what an unplugged interface looks like to the loop): the
+    window says so in words and goes back to stopped, usable. Runs in a child process, see os._exit there."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", COMOLIVE_CONFIG_DIR=str(tmp_path))
+    env.pop("JACK_DEFAULT_SERVER", None)
+    out = subprocess.run([sys.executable, "-c", UNPLUG_CHILD, str(root), str(tmp_path / "panel.toml")],
+                         capture_output=True, text=True, timeout=400, env=env, cwd=root)
+    lines = {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] if " " in ln else "" for ln in out.stdout.splitlines()}
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert lines["RUNNING"].startswith("True"), out.stdout
+    assert lines["STOPPED"] == "True", out.stdout
+    banner = lines["BANNER"].lower()
+    assert "stopped" in banner or "unplugged" in banner or "no audio callback" in banner, banner
+    assert lines["USABLE"] == "True True" and lines["KEY"] == "4.0"
