@@ -16,12 +16,3 @@ def jack_server():
 
     with JackServer(rate=48000, period=256) as server:
         yield server
-
-
-def _drain(stream) -> None:
-    """Read a pipe until it closes (JackServer already drains jackd's own log; kept for tests that use it)."""
-    try:
-        while stream.read1(4096):
-            pass
-    except (OSError, ValueError):  # closed when the server stops
-        pass

@@ -330,13 +330,11 @@ def test_tune_button_runs_the_tuner_in_the_background_and_applies_its_block(make
 
 
 UNPLUG_CHILD = r"""
-import faulthandler, os, sys, threading, time
+import faulthandler, os, sys, time
 faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where, instead of a silent timeout
 sys.path.insert(0, sys.argv[1])
 from realtime.jackd import JackServer
-from tests.conftest import _drain
 server = JackServer(rate=48000, period=256, name=f"comolive_unplug{os.getpid()}").start()
-threading.Thread(target=_drain, args=(server.proc.stdout,), daemon=True).start()
 from PyQt6.QtTest import QTest
 from gui.app import make_app
 from gui.main_window import MainWindow
