@@ -139,6 +139,9 @@ class LiveLoop:
                                  gain_db=gains[min(k, 1)], bypass=cfg.bypass)
                       for k, r in enumerate(info["rates_out"])]
         self.ring = InputRing(4 * rate)
+        for s in self.sinks:
+            if s.rate == rate:  # same clock rate: bypass reads the dry input in the callback, worker or not
+                s.dry_ring, s.dry_offset = self.ring, s.prefill + self.session_delay
         self.error = None
         self._measured = None
         self._out_started.clear()

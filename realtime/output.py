@@ -64,6 +64,8 @@ class OutputSink:
         self._frac = 0.0
         self._last = np.zeros((self.fade, 2), np.float32)  # the last frames played (raw), for fade-outs
         self._tail = np.zeros((0, 2), np.float32)  # fade-out frames still to play
+        self.dry_ring = None  # when set (same rate as the input): bypass reads the input ring directly
+        self.dry_offset = 0  # output position p plays input position p - dry_offset
 
     # ------------------------------------------------------------------ worker side
     def push(self, wet: np.ndarray, dry: np.ndarray) -> None:
@@ -91,6 +93,7 @@ class OutputSink:
     def pull(self, n: int) -> np.ndarray:
         """Callback: the `n` mono frames to play now (gains, bypass and dropout fades applied)."""
         ring = self.ring
+        p0 = ring.read_pos
         avail = ring.available()
         if self.playing and avail >= n:
             x = ring.peek(n)
@@ -115,6 +118,9 @@ class OutputSink:
                 self.playing = True
         ring.advance(n)
         self._last = np.concatenate([self._last, x])[-self.fade:]
+        if self.dry_ring is not None and (self.mix or self.mix_target):
+            # the dry signal straight from the input ring: bypass keeps playing when the worker is late
+            x[:, 1] = self.dry_ring.peek_at(p0 - self.dry_offset, n)
         y = self._mix(x)
         peak = float(np.max(np.abs(y))) if n else 0.0
         self.level = max(peak, self.level * 0.9)

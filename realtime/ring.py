@@ -64,6 +64,20 @@ class InputRing:
         self.read_pos = start + n
         return start, out, lost
 
+    def peek_at(self, pos: int, n: int) -> np.ndarray:
+        """`n` samples from absolute position `pos`, without consuming; zeros where nothing (valid) is there.
+
+        For a second reader that stays well behind the writer (the callback's bypass path)."""
+        out = np.zeros(n, np.float32)
+        lo, hi = max(pos, self.written - self.capacity + 1), min(pos + n, self.written)
+        if hi > lo:
+            i, k = lo % self.capacity, hi - lo
+            m = min(k, self.capacity - i)
+            out[lo - pos:lo - pos + m] = self.buf[i:i + m]
+            if m < k:
+                out[lo - pos + m:hi - pos] = self.buf[:k - m]
+        return out
+
     def skip(self, n: int) -> None:
         """Consumer: drop `n` unread samples (the worker catching up after falling behind)."""
         self.read_pos += n

@@ -300,3 +300,13 @@ def test_tune_reports_each_block_size_and_the_budget_of_its_proposal(session_cfg
         assert {"block", "output margin"} <= set(res.latency_parts)
     else:
         assert res.block_ms is None and "no block size" in res.table()
+
+
+def test_bypass_keeps_playing_the_dry_input_while_the_worker_is_stalled():
+    """Bypass is the performer's safety net: the callback reads the dry input itself (same latency), so a
+    stalled worker leaves no gap in it."""
+    x = harmonic(220.0, 3.0, SR, n_harm=1, amp=0.5)
+    session = SlowOnce(DelaySession(block=4800, delay=300), at=8, seconds=0.8)
+    y, st, loop = run_loop(session, x, fast=False, margin_ms=200.0, bypass=True)
+    assert st.error is None and st.dropouts >= 1  # the converted path did drop out...
+    assert np.max(np.abs(y - x)) < 1e-6  # ...and the dry input played on at exactly the declared latency
