@@ -205,15 +205,26 @@ def overview_rows(report: dict) -> list[dict]:
 
 
 def live_rows(live: dict) -> list[dict]:
-    """The live bench's per-block compute and measured end-to-end latency, one row per block size."""
-    jack = {round(r["block_ms"]): r for r in live.get("jack", [])}
+    """The live bench's per-block compute and measured end-to-end latency, one row per block size
+    (rows of the dry-signal bypass check are left out)."""
+    jack = {round(r["block_ms"], 1): r for r in live.get("jack", []) if not r.get("bypass")}
+    compute = {round(r["block_ms"], 1): r for r in live.get("compute", [])}
     rows = []
-    for r in live.get("compute", []):
-        j = jack.get(round(r["block_ms"]), {})
-        rows.append({"block_ms": r["block_ms"], "p50_ms": r["compute_ms_p50"], "p90_ms": r["compute_ms_p90"],
-                     "p99_ms": r["compute_ms_p99"], "p99_share": r["p99_share_of_block"],
-                     "declared_latency_ms": j.get("declared_ms"), "measured_latency_ms": j.get("measured_ms"),
-                     "dropouts": j.get("dropouts")})
+    for b in sorted(set(jack) | set(compute)):
+        c, j = compute.get(b, {}), jack.get(b, {})
+        row = {"block_ms": b}
+        for out, key in (("p50_ms", "compute_ms_p50"), ("p90_ms", "compute_ms_p90"), ("p99_ms", "compute_ms_p99"),
+                         ("p99_share", "p99_share_of_block"), ("cpu_p50_ms", "cpu_ms_p50"),
+                         ("cpu_p99_ms", "cpu_ms_p99")):
+            if key in c:
+                row[out] = c[key]
+        if not c and "compute_ms_p50" in j:  # block size timed only inside the JACK loop
+            row["p50_ms"], row["p99_ms"] = j["compute_ms_p50"], j["compute_ms_p99"]
+        for out, key in (("declared_latency_ms", "declared_ms"), ("measured_latency_ms", "measured_ms"),
+                         ("dropouts", "dropouts")):
+            if key in j:
+                row[out] = j[key]
+        rows.append(row)
     return rows
 
 
@@ -226,8 +237,8 @@ def print_overview(report: dict) -> None:
           f"summary: seconds of compute per second of audio, {report.get('input_seconds', 0):g} s input, 1 thread",
           digits=4)
     if report.get("live"):
-        table(live_rows(report["live"]), ("block_ms", "p50_ms", "p90_ms", "p99_ms", "p99_share",
-                                          "declared_latency_ms", "measured_latency_ms", "dropouts"),
+        table(live_rows(report["live"]), ("block_ms", "p50_ms", "p90_ms", "p99_ms", "p99_share", "cpu_p50_ms",
+                                          "cpu_p99_ms", "declared_latency_ms", "measured_latency_ms", "dropouts"),
               "summary: live path, compute per block (ms) and end-to-end latency through JACK (ms)", digits=1)
     m = report["machine"]
     print(f"process peak RSS: {m['peak_rss_mb']:.0f} MB"
