@@ -175,7 +175,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
 
     systems = parse_systems(a.systems)
     skip = tuple(s for s in (a.skip or "").split(",") if s)
-    common = dict(model=a.model, systems=systems, device=a.device, skip=skip, plots_dir=a.plots)
+    common = dict(model=a.model, systems=systems, device=a.device, skip=skip, plots_dir=a.plots, vocoder=a.vocoder)
     if a.source_dir:
         if a.corpus:
             raise _error("give either a CORPUS or --source-dir, not both")
@@ -183,6 +183,16 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise _error("--source-dir needs --voice (the target voice; see `voices`)")
         doc = evaluate_folder(a.source_dir, a.voice, ref_dir=a.ref_dir, key=a.key, **common)
         print(f"{doc['inputs']['files']} file(s) of {a.source_dir} -> voice '{a.voice}', key {a.key:+g}")
+    elif a.corpus and a.zero_shot:
+        from engine.eval_zero_shot import SUMMARY_COLUMNS, evaluate_zero_shot
+        from engine.tables import print_table
+
+        doc = evaluate_zero_shot(a.corpus, model=a.model, vocoder=a.vocoder, device=a.device)
+        print_table(doc["summary"], SUMMARY_COLUMNS, "zero-shot: trained voices vs voices never trained on")
+        if a.json:
+            Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")
+            print(f"wrote {a.json}")
+        return
     elif a.corpus:
         if a.voice or a.ref_dir:
             raise _error("--voice and --ref-dir go with --source-dir (the corpus split picks its own voices)")
@@ -302,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ref-dir", default=None, help="reference clips of the target voice (speaker similarity); "
                                                    "default: the model's own d-vector of the voice")
     ev.add_argument("--key", type=_key, default=0.0, help="key shift for --source-dir (semitones)")
+    ev.add_argument("--vocoder", default="hifigan", help="vocoder of every system: hifigan or hn")
+    ev.add_argument("--zero-shot", action="store_true",
+                    help="with CORPUS: voices from reference clips, trained vs never-trained voices")
     ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
     ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions (parallel split)")
     ev.add_argument("--max-seconds", type=float, default=None, help="crop each pair to this length (parallel split)")

@@ -3,7 +3,7 @@ relative to the reference; -200 means identical):
 
 - stream_diff_db: the live computation (engine/stream_session.py: a StreamSession fed 80 ms blocks
   from time 0, delay removed) against the offline Converter's output of the same file, voice, key,
-  steps and vocoder (HiFi-GAN). The session gets the input gain that the offline whole-file level
+  steps and vocoder (the one the evaluation runs with). The session gets the input gain that the offline whole-file level
   normalisation computes for this file, and its noise gate is off, so the figure measures what the
   streaming computation itself changes (windowed pitch tracking, chunked content, FIR resampling,
   streamed decoder/vocoder), not the level policy or the gate.
@@ -21,21 +21,21 @@ from engine.metrics import best_lag, difference_db
 BLOCK_MS = 80.0
 OTHER_BLOCK_MS = 45.0
 MAX_LAG_S = 0.02
-VOCODER = "hifigan"  # the offline Converter's vocoder: compare like with like
 
 
-def make(model, device: str) -> tuple["SessionStreamer | None", str]:
+def make(model, device: str, vocoder: str = "hifigan") -> tuple["SessionStreamer | None", str]:
     """A streamer for this model, or (None, why not)."""
     try:
         from engine import stream_session
     except ImportError as e:
         return None, f"the streaming session (engine/stream_session.py) cannot be imported ({e})"
-    return SessionStreamer(model, device, stream_session), ""
+    return SessionStreamer(model, device, stream_session, vocoder), ""
 
 
 class SessionStreamer:
-    def __init__(self, model, device: str, module):
+    def __init__(self, model, device: str, module, vocoder: str = "hifigan"):
         self.m = module
+        self.vocoder = vocoder  # the offline Converter's vocoder: compare like with like
         self.model = None if model is None else str(model)
         self.device = device
 
@@ -44,7 +44,7 @@ class SessionStreamer:
 
         gain = normalize_level(wav, sr)[1]
         cfg = self.m.SessionConfig(sample_rate=int(sr), block_ms=block_ms, model=self.model, voice=voice,
-                                   key=float(key), steps=int(steps), vocoder=VOCODER, device=self.device,
+                                   key=float(key), steps=int(steps), vocoder=self.vocoder, device=self.device,
                                    gate_db=float("-inf"), input_gain_db=20.0 * float(np.log10(gain)))
         return np.asarray(self.m.run_offline(cfg, wav, sr), np.float32)
 

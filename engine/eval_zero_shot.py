@@ -28,6 +28,7 @@ from models.audio_io import load_audio
 from models.errors import ComoliveError
 
 GROUPS = ("trained, by name", "trained, from clip", "unseen, from clip")
+SUMMARY_COLUMNS = ("group", "voices", "n", "sim_target", "sim_source", "sim_margin", "f0_cents_median", "dnsmos_ovr")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from engine import eval_schema
 from engine.converter import Converter
 from engine.frames import align_frames
+from engine.pitch import fix_octave_jumps
 from engine.metrics import cents_error, character_error_rate, cosine, expected_f0, mel_cepstral_distortion
 from engine.tables import print_table
 from models.audio_io import load_audio
@@ -130,14 +131,14 @@ class Evaluator:
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, systems=DEFAULT_SYSTEMS,
                  skip: tuple[str, ...] = (), plots_dir: str | Path | None = None, progress: bool = True,
-                 voices: tuple[str, ...] = ()):
+                 voices: tuple[str, ...] = (), vocoder: str = "hifigan"):
         unknown = set(skip) - set(OPTIONAL_METRICS)
         if unknown:
             raise ComoliveError(f"--skip: unknown metric(s) {', '.join(sorted(unknown))} "
                                 f"(choose from {', '.join(OPTIONAL_METRICS)})")
         torch.set_num_threads(1)
         self.model_name = str(model or "embedded default")
-        self.conv = Converter(model=model, device=device)
+        self.conv = Converter(model=model, device=device, vocoder=vocoder)
         for v in voices:  # an unknown voice is a clear error before the metric models load
             self.conv.model.speaker(v)
         self.sr = self.conv.cfg.sample_rate
@@ -170,7 +171,7 @@ class Evaluator:
         if "stream" not in self.skip:
             from engine import eval_stream
 
-            self.streamer, why = eval_stream.make(model, str(self.conv.device))
+            self.streamer, why = eval_stream.make(model, str(self.conv.device), self.conv.vocoder.name)
             if self.streamer is None:
                 self.notes.append(f"streamed vs offline not measured: {why}")
         self.plots_dir = Path(plots_dir) if plots_dir else None
@@ -247,7 +248,11 @@ class Evaluator:
             bar.set_postfix_str(f"{item.name}: copy-synthesis")
             with torch.no_grad():
                 mel = MelAnalyzer()(torch.from_numpy(item.truth)[None]).to(self.conv.device)
-                copy = self.conv.vocoder(mel)[0].float().cpu().numpy().reshape(-1)
+                pitch = self.conv.features.pitch  # an f0-driven vocoder gets the truth's own f0
+                f0 = align_frames(pitch.extract_from(item.truth, self.sr), pitch.frame_rate, self.frame_rate,
+                                  mel.shape[-1], mode="nearest")
+                f0 = torch.from_numpy(fix_octave_jumps(f0).astype(np.float32))
+                copy = self.conv.vocoder(mel, f0[None])[0].float().cpu().numpy().reshape(-1)
             copy = np.pad(copy, (0, max(0, len(item.truth) - len(copy))))[: len(item.truth)]
             row, _ = self.measure(COPY_ROW, copy, item, expected, target_ref, source_ref, source_text)
             rows.append(row)
@@ -306,7 +311,8 @@ class Evaluator:
                 self.plots.append(str(plots.metric_bars(self.plots_dir / "metrics.png", summary, metrics,
                                                         f"{mode}: mean per system")))
         doc = {"schema": eval_schema.SCHEMA, "version": eval_schema.VERSION, "mode": mode, "model": self.model_name,
-               "decoders": self.decoders(), "device": str(self.conv.device), "inputs": inputs,
+               "decoders": self.decoders(), "device": str(self.conv.device),
+               "vocoder": self.conv.vocoder.name, "inputs": inputs,
                "systems": [f"{s}:{k}" for s, k in systems_requested], "notes": self.notes,
                "metrics": {k: v for k, v in eval_schema.METRICS.items()}, "rows": rows, "summary": summary}
         if self.transcripts:
@@ -320,10 +326,10 @@ class Evaluator:
 def evaluate_parallel(corpus: str | Path, model: str | Path | None = None, systems=DEFAULT_SYSTEMS,
                       max_pairs: int = 12, device: str | None = None, progress: bool = True,
                       skip: tuple[str, ...] = (), plots_dir: str | Path | None = None,
-                      max_seconds: float | None = None) -> dict:
+                      max_seconds: float | None = None, vocoder: str = "hifigan") -> dict:
     """max_seconds crops every pair (from its start) for quicker runs."""
     corpus = Path(corpus)
-    ev = Evaluator(model, device, systems, skip, plots_dir, progress)
+    ev = Evaluator(model, device, systems, skip, plots_dir, progress, vocoder=vocoder)
     by_melody = heldout_renditions(corpus)
     pairs = heldout_pairs(corpus, sorted(ev.conv.model.voices), max_pairs)
     if not pairs:
@@ -356,12 +362,13 @@ def audio_files(folder: Path) -> list[Path]:
 
 def evaluate_folder(source_dir: str | Path, voice: str, ref_dir: str | Path | None = None, key: float = 0.0,
                     model: str | Path | None = None, systems=DEFAULT_SYSTEMS, device: str | None = None,
-                    progress: bool = True, skip: tuple[str, ...] = (), plots_dir: str | Path | None = None) -> dict:
+                    progress: bool = True, skip: tuple[str, ...] = (), plots_dir: str | Path | None = None,
+                    vocoder: str = "hifigan") -> dict:
     source_dir = Path(source_dir)
     files = audio_files(source_dir)
     if not files:
         raise ComoliveError(f"{source_dir}: no audio files ({', '.join(AUDIO_EXTS)})")
-    ev = Evaluator(model, device, systems, skip, plots_dir, progress, voices=(voice,))
+    ev = Evaluator(model, device, systems, skip, plots_dir, progress, voices=(voice,), vocoder=vocoder)
     items = []
     for f in files:
         try:
