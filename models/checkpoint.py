@@ -68,3 +68,24 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
         raise ModelFileError(
             f"{source}: weights do not fit this model ({len(missing)} missing, {len(unexpected)} unexpected, e.g. {example})"
         )
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """An optimizer's state as flat tensors (`opt.<param>.<name>`), so it travels in a safetensors checkpoint."""
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of optimizer_tensors (other keys are ignored)."""
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)

@@ -83,6 +83,26 @@ class TrainConfig:
     teacher_solver: str = "heun"
 
 
+def read_config_toml(path: str | Path, sections: dict[str, type | None]) -> dict:
+    """A TOML config with [model] and [train] sections -> its dict; unknown sections and unknown keys of the
+    sections whose dataclass is given are refused with the file's name."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ComoliveError(f"{p}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ComoliveError(f"{p}: not valid TOML ({e})") from None
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise ComoliveError(f"{p}: unknown sections {sorted(unknown)} (expected {', '.join(f'[{k}]' for k in sections)})")
+    for sec, kind in sections.items():
+        bad = set(raw.get(sec, {})) - {f.name for f in dataclasses.fields(kind)} if kind else set()
+        if bad:
+            raise ComoliveError(f"{p}: unknown [{sec}] keys: {', '.join(sorted(bad))}")
+    return raw
+
+
 @dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -92,20 +112,7 @@ class RunConfig:
     def load(cls, path: str | Path | None) -> "RunConfig":
         if path is None:
             return cls()
-        p = Path(path)
-        try:
-            raw = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise ComoliveError(f"{p}: config file not found") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ComoliveError(f"{p}: not valid TOML ({e})") from None
-        unknown = set(raw) - {"model", "train"}
-        if unknown:
-            raise ComoliveError(f"{p}: unknown sections {sorted(unknown)} (expected [model] and [train])")
-        tnames = {f.name for f in dataclasses.fields(TrainConfig)}
-        bad = set(raw.get("train", {})) - tnames
-        if bad:
-            raise ComoliveError(f"{p}: unknown [train] keys: {', '.join(sorted(bad))}")
+        raw = read_config_toml(path, {"model": None, "train": TrainConfig})
         return cls(ModelConfig.from_dict(raw.get("model", {})), TrainConfig(**raw.get("train", {})))
 
     def to_toml(self) -> str:

@@ -17,32 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from models.checkpoint import (load_checkpoint, load_into, load_optimizer_tensors, optimizer_tensors,
+                               save_checkpoint)
 from models.config import RunConfig
 from models.consistency import ConsistencyDistiller
 from models.dataset import FeatureDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
 from models.errors import ComoliveError
 from models.voice_model import VoiceModel
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            out[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return out
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 class TrainingRun:
@@ -77,7 +59,7 @@ class TrainingRun:
                 raise ComoliveError(f"{self.run_dir}: nothing to resume (no last checkpoint)")
             tensors, meta = load_checkpoint(last)
             self.restore(tensors)
-            _load_optimizer(self.opt, tensors)
+            load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
             self.rng.seed(tc.seed + self.step)
         (self.run_dir / "config.toml").write_text(cfg.to_toml())
@@ -128,7 +110,7 @@ class TrainingRun:
 
     def save(self) -> None:
         meta = {"step": self.step, "kind": self.kind, "config": self.cfg.model.to_dict()}
-        tensors = {**self.weights(), **_optimizer_tensors(self.opt)}
+        tensors = {**self.weights(), **optimizer_tensors(self.opt)}
         save_checkpoint(self.run_dir / "last", tensors, meta)
         self.voice_model().save(self.run_dir / f"{self.kind}_model")
 

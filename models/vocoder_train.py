@@ -20,7 +20,6 @@ import json
 import math
 import random
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,9 @@ import torch
 from tqdm import tqdm
 
 from models.audio_io import load_audio
-from models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from models.config import read_config_toml
+from models.checkpoint import (load_checkpoint, load_into, load_optimizer_tensors, optimizer_tensors,
+                               save_checkpoint)
 from models.errors import ComoliveError
 from models.hn_vocoder import HNConfig, HNVocoderModel, frame_inputs, save_config_meta
 from models.mel import MelAnalyzer
@@ -56,20 +57,7 @@ def load_config(path: str | Path | None) -> tuple[HNConfig, VocoderTrainConfig]:
     """[model] (HNConfig) and [train] (VocoderTrainConfig) sections of a TOML file; defaults when None."""
     if path is None:
         return HNConfig(), VocoderTrainConfig()
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ComoliveError(f"{p}: config file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ComoliveError(f"{p}: not valid TOML ({e})") from None
-    for sec, cls in (("model", HNConfig), ("train", VocoderTrainConfig)):
-        bad = set(raw.get(sec, {})) - {f.name for f in dataclasses.fields(cls)}
-        if bad:
-            raise ComoliveError(f"{p}: unknown [{sec}] keys: {', '.join(sorted(bad))}")
-    unknown = set(raw) - {"model", "train"}
-    if unknown:
-        raise ComoliveError(f"{p}: unknown sections {sorted(unknown)} (expected [model] and [train])")
+    raw = read_config_toml(path, {"model": HNConfig, "train": VocoderTrainConfig})
     return HNConfig(**raw.get("model", {})), VocoderTrainConfig(**raw.get("train", {}))
 
 
@@ -173,25 +161,6 @@ def render_batch(model: HNVocoderModel, batch: dict, context: int) -> torch.Tens
     return y
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            out[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return out
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    sd = opt.state_dict()
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
 class VocoderTrainingRun:
     """The loop: AdamW, warm-up + cosine lr, gradient clipping, periodic held-out loss and checkpoints."""
 
@@ -215,7 +184,7 @@ class VocoderTrainingRun:
         if resume:
             tensors, meta = load_checkpoint(self.run_dir / "last")
             load_into(self.model, {k: v for k, v in tensors.items() if not k.startswith("opt.")}, self.run_dir / "last")
-            _load_optimizer(self.opt, tensors)
+            load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
             self.rng = random.Random(cfg.seed * 1_000_003 + self.step)
         analyzer = MelAnalyzer()
@@ -258,7 +227,7 @@ class VocoderTrainingRun:
 
     def save(self) -> None:
         weights = {k: v for k, v in self.model.state_dict().items()}
-        save_checkpoint(self.run_dir / "last", {**weights, **_optimizer_tensors(self.opt)}, self.meta())
+        save_checkpoint(self.run_dir / "last", {**weights, **optimizer_tensors(self.opt)}, self.meta())
         save_checkpoint(self.run_dir / "vocoder", weights, self.meta())
 
     def run(self) -> Path:
