@@ -65,7 +65,7 @@ RAMP_FRAMES = 4        # live key / formant / voice changes ramp over this many 
 FADE_MS = 5.0          # gate fade out / in
 PLAN_SECONDS = 260.0   # horizon of the latency bookkeeping
 KEY_RANGE = 24         # semitones either way (as main.py)
-LIVE_KEYS = ("key", "formant", "voice", "gate_db", "gate_hold_ms", "input_gain_db")
+LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", "input_gain_db")
 
 
 @dataclass
@@ -74,6 +74,7 @@ class SessionConfig:
     block_ms: float = 80.0          # block_size = round(block_ms * sample_rate / 1000)
     model: str | None = None        # voice model path; None = embedded default
     voice: str | None = None        # trained voice name; None = model default
+    reference: object | None = None # engine.reference.Reference: a voice from clips (zero-shot), instead of voice
     key: float = 0.0                # semitones (pitch shift), live-changeable
     formant: float = 0.0            # formant shift in semitones (mel warp before the f0-driven vocoder), live
     steps: int = 1                  # 1 = one-step student; k > 1 = multistep consistency (more lookahead)
@@ -200,6 +201,9 @@ class StreamSession:
         self.mcfg = m = self.model.cfg
         self.voice = cfg.voice or self.model.meta.get("default_voice") or sorted(self.model.voices)[0]
         self.model.speaker(self.voice)  # unknown voice -> ComoliveError now
+        if cfg.reference is not None:
+            self._reference_embedding(cfg.reference)  # a wrong one fails now, with a clear message
+            self.voice = cfg.reference.name
         if self.model.student is None and cfg.steps >= 1:
             raise ComoliveError("this model has no one-step student decoder; live conversion needs one")
         self.sr = int(cfg.sample_rate)
@@ -242,7 +246,8 @@ class StreamSession:
         self._pending: dict = {}
         self.key = _Ramp(cfg.key)
         self.formant = _Ramp(cfg.formant)
-        self.speaker = _Ramp(self.model.speaker(self.voice))
+        self.speaker = _Ramp(self.model.speaker(self.voice) if cfg.reference is None else
+                             self._reference_embedding(cfg.reference))
         self.gate_db = float(cfg.gate_db)
         self.gate_hold = int(round(cfg.gate_hold_ms * self.sr / 1000.0))
         self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
@@ -284,6 +289,14 @@ class StreamSession:
         if not isinstance(cfg.gate_db, (int, float)) or math.isnan(cfg.gate_db):
             raise ComoliveError(f"gate_db must be a number (-inf turns the gate off), got {cfg.gate_db!r}")
 
+    def _reference_embedding(self, ref) -> np.ndarray:
+        """A Reference's d-vector, checked against the model's speaker size."""
+        emb = np.asarray(getattr(ref, "embedding", None), np.float32)
+        if emb.shape != (self.mcfg.speaker_dim,) or not np.isfinite(emb).all():
+            raise ComoliveError(f"reference voice: expected a {self.mcfg.speaker_dim}-d speaker embedding "
+                                "(engine.reference.load_reference)")
+        return emb
+
     def set(self, **changes) -> None:
         """Change key, formant, voice, gate_db, gate_hold_ms or input_gain_db; applied at the next block.
 
@@ -296,7 +309,9 @@ class StreamSession:
                                 f"live settings: {', '.join(LIVE_KEYS)}")
         if "voice" in changes:
             self.model.speaker(changes["voice"])
-        trial = replace(self.config, **{k: v for k, v in changes.items() if k != "voice"})
+        if changes.get("reference") is not None:
+            self._reference_embedding(changes["reference"])
+        trial = replace(self.config, **{k: v for k, v in changes.items() if k not in ("voice", "reference")})
         self._validate(trial)
         with self._lock:
             self._pending.update(changes)
@@ -314,6 +329,10 @@ class StreamSession:
         if "voice" in ch:
             self.voice = ch["voice"]
             self.speaker.set(self.model.speaker(self.voice))
+            self.config = replace(self.config, reference=None)
+        if ch.get("reference") is not None:
+            self.voice = ch["reference"].name
+            self.speaker.set(self._reference_embedding(ch["reference"]))
         if "gate_db" in ch:
             self.gate_db = float(ch["gate_db"])
         if "gate_hold_ms" in ch:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
     sp.add_argument("--voice", default=None, help="target voice name (see `voices`)")
+    sp.add_argument("--ref", action="append", default=None, metavar="CLIP",
+                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
     sp.add_argument("--key", type=key_type, default=None, help="key shift in semitones (-24..24)")
     sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
     sp.add_argument("--block-ms", type=float, default=None, help="block size in ms (see `tune`)")
@@ -26,8 +28,18 @@ def session_config(a: argparse.Namespace):
     """A SessionConfig from the options that were given (the session's defaults for the rest)."""
     from engine.stream_session import SessionConfig
 
+    reference = None
+    if getattr(a, "ref", None):
+        from engine.reference import load_reference
+        from models.errors import ComoliveError
+
+        if a.voice:
+            raise ComoliveError("give either --voice or --ref, not both")
+        reference = load_reference(a.ref)
+        for w in reference.warnings:
+            print(f"warning: {w}")
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
-                 model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None))
+                 model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference)
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
 

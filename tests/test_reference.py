@@ -82,3 +82,38 @@ def test_zero_shot_targets_measure_against_clips_not_used_as_reference(tmp_path)
     assert [(t.name, t.group) for t in targets] == [("us1", GROUPS[0]), ("us1", GROUPS[1]), ("flite_x", GROUPS[2])]
     for t in targets:
         assert not set(t.ref_clips) & set(t.eval_clips) and t.eval_clips
+
+
+def test_live_session_takes_a_reference_voice(encoder, demo):
+    from types import SimpleNamespace
+
+    from engine.stream_session import SessionConfig, StreamSession
+    from models.errors import ComoliveError
+
+    wav, sr = demo
+    ref = reference_from_audio(encoder, [(wav, sr, "demo.wav")])
+    s = StreamSession(SessionConfig(sample_rate=sr, reference=ref, gate_db=float("-inf")))
+    assert s.voice == "ref:demo"
+    y = np.concatenate([s.process(wav[i:i + s.block_size]) for i in range(0, 20 * s.block_size, s.block_size)])
+    assert np.sqrt(np.mean(y[s.latency_samples:] ** 2)) > 1e-3
+    s.set(voice="us2")
+    s.process(wav[: s.block_size])
+    assert s.voice == "us2" and s.config.reference is None
+    s.set(reference=ref)
+    s.process(wav[: s.block_size])
+    assert s.voice == "ref:demo"
+    with pytest.raises(ComoliveError, match="speaker embedding"):
+        s.set(reference=SimpleNamespace(embedding=np.zeros(3), name="ref:bad"))
+
+
+def test_stream_command_with_ref(tmp_path, demo):
+    wav, sr = demo
+    src = tmp_path / "src.wav"
+    sf.write(src, wav[: int(1.5 * sr)], sr)
+    out = tmp_path / "out.wav"
+    r = cli("stream", str(src), str(out), "--ref", str(DEMO), "--fast")
+    assert r.returncode == 0, r.stderr
+    y, _ = sf.read(out)
+    assert np.sqrt(np.mean(y**2)) > 1e-3
+    assert_clean_error(cli("stream", str(src), str(tmp_path / "o.wav"), "--ref", str(tmp_path / "none.wav")),
+                       "not found")
