@@ -61,7 +61,7 @@ def corpus_targets(corpus: Path, trained: list[str], n_trained: int = 4, n_ref: 
 
 
 def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, vocoder: str = "hn",
-                       n_sources: int = 3, seconds: float = 6.0, device: str | None = None,
+                       n_sources: int = 2, seconds: float = 6.0, device: str | None = None,
                        progress: bool = True) -> dict:
     corpus = Path(corpus)
     conv = Converter(model=model, device=device, vocoder=vocoder)
