@@ -16,15 +16,17 @@ from gui.workers import Job
 
 IDLE, STARTING, RUNNING, STOPPING = "idle", "starting", "running", "stopping"
 FALLBACK_RATE = 48000  # for the latency budget when the input device is not known yet
+SESSION_LIVE = LIVE_FIELDS + ("reference",)  # what a prepared or running session takes without a restart
 
 
-def session_config(s: PanelSettings, rate: int | None = None):
-    """The engine's SessionConfig for these settings (only the fields it has), at the loop's sample rate."""
+def session_config(s: PanelSettings, rate: int | None = None, reference=None):
+    """The engine's SessionConfig for these settings (only the fields it has), at the loop's sample rate;
+    `reference` (engine.reference.Reference) is a voice from clips that replaces the named voice."""
     from engine.stream_session import SessionConfig
 
     wanted = dict(block_ms=s.block_ms, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
                   vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms,
-                  sample_rate=rate)
+                  sample_rate=rate, reference=reference)
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in wanted.items() if k in names and v is not None})
 
@@ -39,11 +41,11 @@ def _device_spec(name: str | None, kind: str, hostapi: str | None, devices: list
     return hits[0].index if len(hits) == 1 else name
 
 
-def live_config(s: PanelSettings, devices: list):
+def live_config(s: PanelSettings, devices: list, reference=None):
     from realtime.live import LiveConfig
 
     return LiveConfig(
-        session=session_config(s, input_rate(s, devices)),
+        session=session_config(s, input_rate(s, devices), reference),
         input_device=_device_spec(s.input_device, "input", s.hostapi, devices),
         output_device=_device_spec(s.output_device, "output", s.hostapi, devices),
         monitor_device=_device_spec(s.monitor_device, "output", s.hostapi, devices),
@@ -71,11 +73,11 @@ def input_rate(s: PanelSettings, devices: list) -> int | None:
 def _restart_key(cfg) -> tuple:
     """What a prepared session was built for (rate included), apart from the values a live session takes on the
     fly."""
-    return tuple((f.name, getattr(cfg, f.name)) for f in fields(cfg) if f.name not in LIVE_FIELDS)
+    return tuple((f.name, getattr(cfg, f.name)) for f in fields(cfg) if f.name not in SESSION_LIVE)
 
 
 def _live_values(cfg) -> dict:
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name in LIVE_FIELDS}
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name in SESSION_LIVE}
 
 
 def _build_session(cfg):
@@ -114,6 +116,7 @@ class LiveControl(QObject):
         self.state = IDLE
         self.session = None
         self._session_key = None
+        self.reference = None  # a voice from clips (engine.reference.Reference) in place of the named voice
         self._jobs: set[Job] = set()
         self._preparing = None
 
@@ -138,7 +141,7 @@ class LiveControl(QObject):
     def prepare(self, settings: PanelSettings, devices: list) -> None:
         """Load a session for these settings in the background (unless the one we hold already fits)."""
         try:
-            cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE)
+            cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference)
         except Exception as e:  # noqa: BLE001 - e.g. a value the engine refuses: say so, keep going
             from gui.workers import describe
 
@@ -174,7 +177,7 @@ class LiveControl(QObject):
         if self.state != IDLE:
             return
         try:
-            config = live_config(settings, devices)
+            config = live_config(settings, devices, self.reference)
         except Exception as e:  # noqa: BLE001 - a bad setting is a message, not a crash
             from gui.workers import describe
 
@@ -242,9 +245,17 @@ class LiveControl(QObject):
             self.session, self._session_key = session, _restart_key(session.config)
             self._preparing = None
 
+    def set_reference(self, reference) -> None:
+        """Sing in a voice taken from clips (None: back to the named voice); live when running."""
+        self.reference = reference
+        if reference is not None:
+            self.set(reference=reference)
+
     def set(self, **changes) -> None:
         """Forward live-changeable values to the running loop."""
-        live = {k: v for k, v in changes.items() if k in LIVE_FIELDS}
+        if "voice" in changes:
+            self.reference = None  # picking a named voice leaves the voice from clips
+        live = {k: v for k, v in changes.items() if k in SESSION_LIVE}
         if self.loop is None or not live:
             return
         try:
@@ -276,7 +287,7 @@ class LiveControl(QObject):
         """Run realtime.tune.tune on the current settings (at the input's rate) in a worker thread."""
         from realtime.tune import tune
 
-        cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE)
+        cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference)
         extra = {"candidates_ms": tuple(candidates_ms)} if candidates_ms else {}
         job = Job(lambda c, progress: tune(c, seconds=seconds, progress=progress, rate=c.sample_rate, **extra),
                   cfg, wants_progress=True, parent=self)

@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         centre.addWidget(lat_box, 0)
 
         self.voice_panel = VoicePanel()
+        self.voice_panel.from_clip.clicked.connect(self.pick_reference_clips)
         self.audio_panel = AudioPanel()
         self.tune_panel = TunePanel()
         self.tabs = QTabWidget()
@@ -199,6 +200,9 @@ class MainWindow(QMainWindow):
 
     def on_change(self, name: str, value) -> None:
         """One control changed: remember it, apply it live where possible, say when it waits for a restart."""
+        if name == "voice" and self.control.reference is not None:
+            self.use_reference(None)  # back to the named voice, even the one the list already shows
+            self.control.set(voice=value)
         if getattr(self.settings, name, object()) == value:
             return
         setattr(self.settings, name, value)
@@ -400,6 +404,39 @@ class MainWindow(QMainWindow):
         job.failed.connect(failed)
         job.finished.connect(lambda j=job: self._jobs.discard(j))
         job.start()
+
+    def pick_reference_clips(self) -> None:
+        from PyQt6.QtWidgets import QFileDialog
+
+        paths, _ = QFileDialog.getOpenFileNames(self, "Voice from clip: 3-10 s of one voice", "",
+                                                "Audio (*.wav *.flac *.ogg *.mp3 *.aiff *.aif);;All files (*)")
+        if paths:
+            self.use_reference_clips(paths)
+
+    def use_reference_clips(self, paths: list[str]) -> None:
+        """Take the target voice from these clips (checked and embedded in the background)."""
+        from engine.reference import load_reference
+
+        self.voice_panel.from_clip.setEnabled(False)
+        self.voice_panel.clip_label.setText("reading the clip…")
+
+        def failed(message: str) -> None:
+            self.voice_panel.from_clip.setEnabled(True)
+            self.voice_panel.show_reference(self.control.reference)
+            self.banner.show_message(f"voice from clip: {message}")
+
+        self._start_job(Job(load_reference, list(paths), parent=self), self.use_reference, failed)
+
+    def use_reference(self, reference) -> None:
+        """A voice from clips (engine.reference.Reference) replaces the named voice; None goes back to it."""
+        self.voice_panel.from_clip.setEnabled(True)
+        self.control.set_reference(reference)
+        self.voice_panel.show_reference(reference)
+        if reference is not None:
+            for w in reference.warnings:
+                self.banner.show_message(f"voice from clip: {w}")
+            if self.control.state != RUNNING:
+                self.prepare()
 
     def _voices_loaded(self, result) -> None:
         names, default = result

@@ -1,7 +1,7 @@
 """Voice controls: which voice, key and formant shift, pitch extractor, sampler steps, noise gate, compute device."""
 from __future__ import annotations
 
-from PyQt6.QtWidgets import QFormLayout, QWidget
+from PyQt6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from engine.pitch import PITCH_EXTRACTORS
 from gui.controls import Bindings, set_items
@@ -33,8 +33,17 @@ class VoicePanel(QWidget):
                                tip="Vocoder (applies at the next start)")
         self.device = b.combo("device", [("auto (GPU if present)", None), ("CPU", "cpu"), ("CUDA GPU", "cuda")],
                               tip="Where the model runs (applies at the next start)")
+        self.from_clip = QPushButton("From clip…")
+        self.from_clip.setToolTip("Sing in the voice of a 3-10 s recording (one voice, no music); several files are "
+                                  "averaged. Picking a voice in the list goes back to it.")
+        self.clip_label = QLabel("")
+        self.clip_label.setWordWrap(True)
+        clip_row = QHBoxLayout()
+        clip_row.addWidget(self.from_clip)
+        clip_row.addWidget(self.clip_label, 1)
         form = QFormLayout(self)
         form.addRow("&Voice", self.voice)
+        form.addRow("Voice from clip", clip_row)
         form.addRow("&Key shift", self.key)
         form.addRow("&Formant shift", self.formant)
         form.addRow("&Pitch extractor", self.pitch)
@@ -43,6 +52,11 @@ class VoicePanel(QWidget):
         form.addRow("Gate &hold", self.gate_hold_ms)
         form.addRow("V&ocoder", self.vocoder)
         form.addRow("Compute &device", self.device)
+
+    def show_reference(self, reference) -> None:
+        """Say which voice from clips is in use (None: the named voice is)."""
+        self.clip_label.setText("" if reference is None else
+                                f"using {reference.name} ({reference.voice_seconds:.1f} s of voice)")
 
     def set_voices(self, names: list[str], default: str | None) -> None:
         items = [(f"{n} (default)" if n == default else n, n) for n in names]

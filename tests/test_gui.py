@@ -128,6 +128,29 @@ def test_unknown_device_shows_a_message_and_the_panel_stays_usable(make_window, 
     assert w.settings.key == 2.0
 
 
+def test_voice_from_clip(make_window, qtbot, store):
+    """A clip becomes the target voice (checked and embedded in the background); picking a voice in the list
+    goes back to it; a bad clip is a banner message."""
+    from pathlib import Path
+
+    from gui.live_control import live_config
+
+    demo = str(Path(__file__).resolve().parents[1] / "assets" / "demo_phrase.wav")
+    w = make_window(store, load_model=False)
+    w.use_reference_clips([demo])
+    qtbot.waitUntil(lambda: w.control.reference is not None, timeout=120_000)
+    ref = w.control.reference
+    assert ref.name == "ref:demo_phrase" and ref.embedding.shape == (256,)
+    assert "ref:demo_phrase" in w.voice_panel.clip_label.text() and w.voice_panel.from_clip.isEnabled()
+    assert live_config(w.settings, [], w.control.reference).session.reference is ref
+    w.on_change("voice", w.settings.voice)  # the voice the list shows: back to it
+    assert w.control.reference is None and w.voice_panel.clip_label.text() == ""
+    w.use_reference_clips([str(Path(store.path).parent / "missing.wav")])
+    qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=60_000)
+    assert "voice from clip" in w.banner.text.text() and w.control.reference is None
+    assert w.voice_panel.from_clip.isEnabled()
+
+
 def test_live_config_from_the_panel_settings():
     """Remembered device names become the loop's devices: the one device of that name (by index), else the name
     (the loop then explains); recording only when switched on; margin 0 = the loop's default."""
