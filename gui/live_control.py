@@ -12,7 +12,7 @@ from dataclasses import fields
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from gui.presets import LIVE_FIELDS, PanelSettings
-from gui.workers import Job
+from gui.workers import Job, run_job
 
 IDLE, STARTING, RUNNING, STOPPING = "idle", "starting", "running", "stopping"
 FALLBACK_RATE = 48000  # for the latency budget when the input device is not known yet
@@ -122,12 +122,7 @@ class LiveControl(QObject):
 
     # ------------------------------------------------------------------ jobs
     def _run(self, job: Job, on_done, on_fail) -> Job:
-        self._jobs.add(job)
-        job.done.connect(on_done)
-        job.failed.connect(on_fail)
-        job.finished.connect(lambda j=job: self._jobs.discard(j))
-        job.start()
-        return job
+        return run_job(self._jobs, job, on_done, on_fail)
 
     def wait_idle(self, ms: int = 60_000) -> None:
         for job in list(self._jobs):

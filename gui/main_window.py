@@ -19,7 +19,7 @@ from gui.preset_bar import MAX_BUTTONS, PresetBar
 from gui.presets import LIVE_FIELDS, PanelSettings, SettingsStore
 from gui.tune_panel import TunePanel
 from gui.voice_panel import VoicePanel
-from gui.workers import Job, describe
+from gui.workers import Job, describe, run_job
 from models.errors import ComoliveError
 
 REFRESH_MS = 40            # meters and pitch at 25 Hz
@@ -399,11 +399,7 @@ class MainWindow(QMainWindow):
 
     # -------------------------------------------------------------- voices
     def _start_job(self, job: Job, done, failed) -> None:
-        self._jobs.add(job)
-        job.done.connect(done)
-        job.failed.connect(failed)
-        job.finished.connect(lambda j=job: self._jobs.discard(j))
-        job.start()
+        run_job(self._jobs, job, done, failed)
 
     def pick_reference_clips(self) -> None:
         from PyQt6.QtWidgets import QFileDialog

@@ -44,3 +44,14 @@ class Job(QThread):
             self.failed.emit(describe(e))
             return
         self.done.emit(result)
+
+
+def run_job(jobs: set, job: Job, done, failed) -> Job:
+    """Start a Job whose result goes to `done` (or its error message to `failed`); `jobs` keeps it alive
+    until it has finished (a QThread must not be collected while it runs)."""
+    jobs.add(job)
+    job.done.connect(done)
+    job.failed.connect(failed)
+    job.finished.connect(lambda j=job: jobs.discard(j))
+    job.start()
+    return job
