@@ -87,9 +87,9 @@ class Converter:
             raise AudioInputError(f"input is too short ({seconds:.3f} s; at least {MIN_SECONDS} s needed)")
         if float(np.max(np.abs(wav))) < 1e-4:
             raise AudioInputError("input is silent (peak below -80 dBFS): nothing to convert")
-        if formant and self.vocoder.name == "hifigan":
-            raise ComoliveError("a formant shift needs an f0-driven vocoder (use --vocoder hn): "
-                                "HiFi-GAN takes its pitch from the mel, which the shift moves too")
+        if formant and not self.vocoder.pitch_from_f0:
+            raise ComoliveError(f"a formant shift needs an f0-driven vocoder (use --vocoder hn): "
+                                f"{self.vocoder.name} takes its pitch from the mel, which the shift moves too")
         if reference is not None:
             speaker, voice = reference.embedding, reference.name
         else:

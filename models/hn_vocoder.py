@@ -148,6 +148,7 @@ class HNVocoder:
     """The trained compact vocoder, loaded from models/pretrained/vocoder_hn (or another stem)."""
 
     name = "hn"
+    pitch_from_f0 = True
 
     def __init__(self, device: str | torch.device | None = None, path: str | Path | None = None):
         stem = Path(path) if path is not None else PRETRAINED

@@ -35,6 +35,7 @@ class VocoderStream(Protocol):
 
 class Vocoder(Protocol):
     name: str
+    pitch_from_f0: bool  # True: the output pitch is the given f0 (a formant warp of the mel keeps the pitch)
     sample_rate: int
     hop_length: int
     n_mels: int
@@ -48,6 +49,7 @@ class HiFiGANVocoder:
     """The HiFi-GAN V1 universal generator (13.9 M parameters): the offline and CUDA default."""
 
     name = "hifigan"
+    pitch_from_f0 = False  # reads pitch from the mel's harmonics
 
     def __init__(self, device: str | torch.device | None = None):
         from models.hifigan import load_universal_hifigan
