@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.loudness import frames_db
+
 
 def grid_index(i, model_rate: int, model_hop: int, src_rate: int, src_hop: int):
     """Source frame under the centre of model frame i:
@@ -71,9 +73,7 @@ class LoudnessStream:
             return np.zeros(0, np.float32)
         a = self.frames_out * self.hop - self._buf_start
         seg = self._buf[a: a + (n - self.frames_out - 1) * self.hop + self.win]
-        frames = np.lib.stride_tricks.sliding_window_view(seg, self.win)[:: self.hop]
-        ms = np.einsum("ij,ij->i", frames, frames) / self.win
-        db = np.maximum(10.0 * np.log10(np.maximum(ms, 1e-20)), self.floor_db).astype(np.float32)
+        db = frames_db(np.lib.stride_tricks.sliding_window_view(seg, self.win)[:: self.hop], self.floor_db)
         self.frames_out = n
         drop = n * self.hop - self._buf_start
         self._buf = self._buf[drop:]

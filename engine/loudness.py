@@ -13,6 +13,12 @@ from models.audio_io import resample
 from models.errors import AudioInputError, ComoliveError
 
 
+def frames_db(frames: np.ndarray, floor_db: float) -> np.ndarray:
+    """[n, win] float64 frames -> mean-square level in dB, floored: float32 [n] (offline and streamed alike)."""
+    ms = np.einsum("ij,ij->i", frames, frames) / frames.shape[1]
+    return np.maximum(10.0 * np.log10(np.maximum(ms, 1e-20)), floor_db).astype(np.float32)
+
+
 class Loudness:
     """Frame RMS in dB re full scale (a full-scale sine reads -3 dB), floored at `floor_db`.
 
@@ -48,10 +54,7 @@ class Loudness:
         pad = (win - hop) // 2
         # numpy reflects repeatedly when the pad exceeds the signal, where torch would refuse
         x = np.pad(wav.astype(np.float64), (pad, win - hop - pad), mode="reflect")
-        frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:n]
-        ms = np.einsum("ij,ij->i", frames, frames) / win
-        db = 10.0 * np.log10(np.maximum(ms, 1e-20))
-        return np.maximum(db, self.floor_db).astype(np.float32)
+        return frames_db(np.lib.stride_tricks.sliding_window_view(x, win)[::hop][:n], self.floor_db)
 
     def extract_from(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """extract() for audio at any rate."""

@@ -168,6 +168,16 @@ def shift_key(f0: np.ndarray, semitones: float) -> np.ndarray:
     return (f0 * np.float32(2.0 ** (float(semitones) / 12.0))).astype(np.float32)
 
 
+def octave_factor(d: float, tol: float) -> float:
+    """The octave guard's rule: a frame d octaves from the median of its neighbours (log2) is halved
+    when d is 1 +- tol, doubled when -1 +- tol, else kept (factor 1)."""
+    if abs(d - 1.0) <= tol:
+        return 0.5
+    if abs(d + 1.0) <= tol:
+        return 2.0
+    return 1.0
+
+
 def fix_octave_jumps(f0: np.ndarray, radius: int = 5, tolerance_semitones: float = 2.0) -> np.ndarray:
     """Undo isolated octave errors (the classic tracker failure on high notes) and keep real leaps.
 
@@ -189,9 +199,5 @@ def fix_octave_jumps(f0: np.ndarray, radius: int = 5, tolerance_semitones: float
         win = win[~np.isnan(win)]
         if len(win) < 3:
             continue
-        d = logf[i] - float(np.median(win))
-        if abs(d - 1.0) <= tol:
-            out[i] = f0[i] * 0.5
-        elif abs(d + 1.0) <= tol:
-            out[i] = f0[i] * 2.0
+        out[i] = f0[i] * octave_factor(logf[i] - float(np.median(win)), tol)
     return out

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.pitch import make_pitch_extractor
+from engine.pitch import make_pitch_extractor, octave_factor
 
 PITCH_RATE = 16000
 PITCH_HOP = 160
@@ -161,13 +161,7 @@ class CausalF0:
             if v > 0 and np.isfinite(v):
                 lv = float(np.log2(v))
                 win = list(self._raw) + [lv]
-                g = v
-                if len(win) >= 3:
-                    d = lv - float(np.median(win))
-                    if abs(d - 1.0) <= self.tol:
-                        g = v * 0.5
-                    elif abs(d + 1.0) <= self.tol:
-                        g = v * 2.0
+                g = v * octave_factor(lv - float(np.median(win)), self.tol) if len(win) >= 3 else v
                 self._raw.append(lv)
                 guarded[i] = g
                 self._last = g
