@@ -26,7 +26,6 @@ from tqdm import tqdm
 from engine import eval_schema
 from engine.converter import Converter
 from engine.frames import align_frames
-from engine.pitch import fix_octave_jumps
 from engine.metrics import cents_error, character_error_rate, cosine, expected_f0, mel_cepstral_distortion
 from engine.tables import print_table
 from models.audio_io import load_audio
@@ -248,10 +247,8 @@ class Evaluator:
             bar.set_postfix_str(f"{item.name}: copy-synthesis")
             with torch.no_grad():
                 mel = MelAnalyzer()(torch.from_numpy(item.truth)[None]).to(self.conv.device)
-                pitch = self.conv.features.pitch  # an f0-driven vocoder gets the truth's own f0
-                f0 = align_frames(pitch.extract_from(item.truth, self.sr), pitch.frame_rate, self.frame_rate,
-                                  mel.shape[-1], mode="nearest")
-                f0 = torch.from_numpy(fix_octave_jumps(f0).astype(np.float32))
+                # an f0-driven vocoder gets the truth's own f0
+                f0 = torch.from_numpy(self.conv.features.f0(item.truth, self.sr, mel.shape[-1]))
                 copy = self.conv.vocoder(mel, f0[None])[0].float().cpu().numpy().reshape(-1)
             copy = np.pad(copy, (0, max(0, len(item.truth) - len(copy))))[: len(item.truth)]
             row, _ = self.measure(COPY_ROW, copy, item, expected, target_ref, source_ref, source_text)

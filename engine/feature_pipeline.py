@@ -35,6 +35,12 @@ class FeaturePipeline:
     def n_frames(self, n_samples_model_rate: int) -> int:
         return n_samples_model_rate // self.cfg.hop_length
 
+    def f0(self, wav: np.ndarray, sr: int, t: int) -> np.ndarray:
+        """f0 of a recording on t model frames (Hz, 0 = unvoiced, octave jumps repaired)."""
+        f0 = self.pitch.extract(resample(wav, sr, self.pitch.sample_rate))
+        f0 = align_frames(f0, self.pitch.frame_rate, self.cfg.frame_rate, t, mode="nearest")
+        return fix_octave_jumps(f0).astype(np.float32)
+
     def extract(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         """wav: mono float32 at any rate -> dict(content, f0, loudness, wav_model) on the model grid."""
         cfg = self.cfg
@@ -42,10 +48,8 @@ class FeaturePipeline:
         t = self.n_frames(len(wav_m))
         with ThreadPoolExecutor(1) as pool:  # content and pitch side by side: both release the GIL
             units = pool.submit(self.content.extract, resample(wav, sr, self.content.sample_rate))
-            f0 = self.pitch.extract(resample(wav, sr, self.pitch.sample_rate))
+            f0 = self.f0(wav, sr, t)
             units = units.result()
-        f0 = align_frames(f0, self.pitch.frame_rate, cfg.frame_rate, t, mode="nearest")
-        f0 = fix_octave_jumps(f0).astype(np.float32)
         units = align_frames(units, self.content.frame_rate, cfg.frame_rate, t, mode="nearest")
         loud = self.loudness(wav_m)[:t]
         return {"content": units.astype(np.float32), "f0": f0, "loudness": loud.astype(np.float32),

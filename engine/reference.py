@@ -58,10 +58,10 @@ def _check_clip(encoder: SpeakerEncoder, wav: np.ndarray, sr: int, label: str) -
                               f"a reference needs at least {MIN_VOICE_S:g} s (3-10 s is best)")
     if seconds < GOOD_VOICE_S:
         warnings.append(f"{label}: only {seconds:.1f} s of voice; 3-10 s gives a steadier voice")
-    emb = _unit(encoder.encoder.embed_utterance(voice))
+    emb = encoder.embed_voice(voice)
     half = len(voice) // 2
     if half >= MIN_VOICE_S * encoder.sample_rate:
-        a, b = (_unit(encoder.encoder.embed_utterance(x)) for x in (voice[:half], voice[half:]))
+        a, b = (encoder.embed_voice(x) for x in (voice[:half], voice[half:]))
         sim = float(a @ b)
         if sim < SAME_SPEAKER_MIN:
             warnings.append(f"{label}: its two halves sound like different speakers (similarity {sim:.2f} < "

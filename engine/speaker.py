@@ -65,7 +65,12 @@ class SpeakerEncoder:
     @torch.no_grad()
     def embed(self, wav: np.ndarray, sr: int) -> np.ndarray:
         """One clip -> unit-norm float32 [256]."""
-        e = self.encoder.embed_utterance(self.preprocess(wav, sr))
+        return self.embed_voice(self.preprocess(wav, sr))
+
+    @torch.no_grad()
+    def embed_voice(self, voice: np.ndarray) -> np.ndarray:
+        """Audio that preprocess() already returned -> unit-norm float32 [256]."""
+        e = self.encoder.embed_utterance(voice)
         return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
 
     def embed_many(self, clips: list[tuple[np.ndarray, int]] | list[np.ndarray], sr: int | None = None) -> np.ndarray:
