@@ -55,7 +55,7 @@ from engine.resample_stream import RationalResampler, StreamResampler
 from models.formant import FORMANT_RANGE, warp_mel_frames
 from models.device import pick_device
 from models.errors import ComoliveError
-from models.vocoders import load_vocoder
+from models.vocoders import default_live_vocoder, load_vocoder
 from models.voice_model import VoiceModel
 
 MIN_RATE, MAX_RATE = 16000, 96000
@@ -129,12 +129,9 @@ def _loaded(key, make):
 def _load_vocoder(name: str, device: torch.device):
     """A vocoder by name; "auto" is models.vocoders.default_live_vocoder(device) ("hn" on a CPU), falling
     back to "hifigan" when that one cannot be loaded here."""
-    from models import vocoders
-
     if str(name).strip().lower() != "auto":
         return name, _loaded(("vocoder", name, str(device)), lambda: load_vocoder(name, device=device))
-    pick = getattr(vocoders, "default_live_vocoder", None)
-    choice = pick(device) if pick is not None else "hifigan"
+    choice = default_live_vocoder(device)
     try:
         return choice, _loaded(("vocoder", choice, str(device)), lambda: load_vocoder(choice, device=device))
     except (ComoliveError, ImportError, OSError):

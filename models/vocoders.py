@@ -100,11 +100,6 @@ _FACTORIES = {"hifigan": HiFiGANVocoder, "hn": _hn_vocoder}
 VOCODERS = tuple(_FACTORIES)
 
 
-def register_vocoder(name: str, factory) -> None:
-    """Make a vocoder loadable by name (each vocoder module registers itself)."""
-    _FACTORIES[name] = factory
-
-
 def load_vocoder(name: str = "hifigan", device: str | torch.device | None = None) -> Vocoder:
     """A vocoder by name; unknown names and unusable files raise with a readable message."""
     key = str(name).strip().lower()
