@@ -77,11 +77,11 @@ def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, voco
                 sources.append((v, wav[: int(seconds * sr)]))
     clip_emb = {}
 
-    def median_f0(wav: np.ndarray) -> float:
-        f0 = pitch.extract_from(wav, sr)
+    def median_f0(f0: np.ndarray) -> float:
         return float(np.median(f0[f0 > 0])) if (f0 > 0).any() else 0.0
 
-    src_f0 = {v: median_f0(w) for v, w in sources}
+    src_f0 = {v: pitch.extract_from(w, sr) for v, w in sources}     # per source, once
+    src_emb = {v: spk.embed(w, sr) for v, w in sources}
 
     def embed_files(paths: list[Path]) -> np.ndarray:
         key = tuple(paths)
@@ -92,24 +92,26 @@ def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, voco
     rows = []
     bar = tqdm(total=len(targets) * len(sources), desc="zero-shot eval", disable=not progress, dynamic_ncols=True)
     for t in targets:
+        clips = [load_audio(p, sr)[0] for p in t.ref_clips]
         ref = None
         if t.group != GROUPS[0]:
-            ref = reference_from_audio(spk, [(*load_audio(p, sr), str(p)) for p in t.ref_clips])
+            ref = reference_from_audio(spk, [(c, sr, str(p)) for c, p in zip(clips, t.ref_clips)])
         target_emb = embed_files(t.eval_clips)
-        tgt_f0 = median_f0(np.concatenate([load_audio(p, sr)[0] for p in t.ref_clips]))
+        tgt_f0 = median_f0(pitch.extract_from(np.concatenate(clips), sr))
         for src_voice, wav in sources:
             if src_voice == t.name:
                 bar.update()
                 continue
-            key = float(np.round(12 * np.log2(tgt_f0 / src_f0[src_voice]))) if tgt_f0 and src_f0[src_voice] else 0.0
+            f0_med = median_f0(src_f0[src_voice])
+            key = float(np.round(12 * np.log2(tgt_f0 / f0_med))) if tgt_f0 and f0_med else 0.0
             res = conv.convert(wav, sr, voice=t.name if ref is None else None, reference=ref, key=key)
             out = res.audio
-            f0_src = expected_f0(pitch.extract_from(wav, sr), key)
+            f0_src = expected_f0(src_f0[src_voice], key)
             f0_out = pitch.extract_from(out, sr)
             n = min(len(f0_src), len(f0_out))
             e_out = spk.embed(out, sr)
             row = {"group": t.group, "target": t.name, "source": src_voice, "key": key,
-                   "sim_target": cosine(e_out, target_emb), "sim_source": cosine(e_out, spk.embed(wav, sr)),
+                   "sim_target": cosine(e_out, target_emb), "sim_source": cosine(e_out, src_emb[src_voice]),
                    **cents_error(f0_out[:n], f0_src[:n]), **mos.score(out, sr)}
             row["sim_margin"] = row["sim_target"] - row["sim_source"]
             rows.append(row)
