@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.meters import percentiles_ms
 from realtime.tune import format_budget, measure_block, schedule_dropouts, sung_phrase
 
 BLOCKS_MS = (45.0, 90.0, 180.0)
@@ -46,8 +47,7 @@ def compute_row(scfg, block_ms: float, seconds: float) -> dict:
     t = measure_block(session, audio, cpu_times=cpu)
     t1 = os.times()
     b = session.block_size / RATE
-    p = np.percentile(t, [50, 90, 99]) * 1000 if len(t) else np.zeros(3)
-    c = np.percentile(cpu, [50, 90, 99]) * 1000 if cpu else np.zeros(3)
+    p, c = percentiles_ms(t), percentiles_ms(cpu)
     return {"block_ms": 1000 * b, "blocks": int(len(t)), "compute_ms_p50": float(p[0]), "compute_ms_p90": float(p[1]),
             "compute_ms_p99": float(p[2]), "p99_share_of_block": float(p[2] / (1000 * b)),
             "cpu_ms_p50": float(c[0]), "cpu_ms_p90": float(c[1]), "cpu_ms_p99": float(c[2]),

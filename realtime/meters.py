@@ -14,6 +14,15 @@ def to_db(x: float) -> float:
     return float(20.0 * np.log10(max(float(x), 1e-6)))
 
 
+def percentiles_ms(seconds) -> tuple[float, float, float]:
+    """p50, p90, p99 of per-block times given in seconds, in ms (zeros when there are none)."""
+    t = np.asarray(seconds, float)
+    if not t.size:
+        return 0.0, 0.0, 0.0
+    p = np.percentile(t, [50, 90, 99]) * 1000.0
+    return float(p[0]), float(p[1]), float(p[2])
+
+
 class ComputeTimes:
     """The last `keep` per-block compute times; percentiles on demand (thread-safe snapshot)."""
 
@@ -26,12 +35,7 @@ class ComputeTimes:
             self._t.append(seconds)
 
     def percentiles_ms(self) -> tuple[float, float, float]:
-        with self._lock:
-            t = np.fromiter(self._t, float) if self._t else None
-        if t is None:
-            return 0.0, 0.0, 0.0
-        p = np.percentile(t, [50, 90, 99]) * 1000.0
-        return float(p[0]), float(p[1]), float(p[2])
+        return percentiles_ms(self.values())
 
     def values(self) -> np.ndarray:
         with self._lock:

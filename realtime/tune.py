@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from realtime.meters import percentiles_ms
+
 CANDIDATES_MS = (23.0, 35.0, 46.0, 58.0, 70.0, 93.0, 116.0, 139.0, 186.0, 232.0)
 SAFETY = 0.7
 TEST_RATE = 48000
@@ -145,12 +147,11 @@ def tune(config, seconds: float = 10.0, progress: Callable[[float, str], None] |
         result.device = str(getattr(session, "device", "cpu"))
         t = measure_block(session, audio, give_up_after=10)
         block_s = session.block_size / rate
-        p50, p90, p99 = (np.percentile(t, [50, 90, 99]) if len(t) else np.zeros(3))
+        p50, p90, p99 = percentiles_ms(t)
         drop = schedule_dropouts(t, block_s, block_s)
-        ok = bool(len(t) and p99 <= safety * block_s and drop == 0)
+        ok = bool(len(t) and p99 <= safety * 1000 * block_s and drop == 0)
         cut = len(t) < (len(audio) // session.block_size) - 3
-        result.rows.append(TuneRow(1000 * block_s, 1000 * p50, 1000 * p90, 1000 * p99, float(p99 / block_s),
-                                   drop, len(t), ok, cut))
+        result.rows.append(TuneRow(1000 * block_s, p50, p90, p99, p99 / (1000 * block_s), drop, len(t), ok, cut))
         if ok and result.block_ms is None:
             result.block_ms = 1000 * block_s
             result.latency_parts = {str(k): float(v) for k, v in session.latency_parts().items()}
