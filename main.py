@@ -49,15 +49,9 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
     out = check_writable(a.output, a.force)
     wav, sr = load_audio(a.input)
-    reference = None
-    if a.ref:
-        from engine.reference import load_reference
+    from engine.reference import reference_for
 
-        if a.voice:
-            raise _error("give either --voice or --ref, not both")
-        reference = load_reference(a.ref)
-        for w in reference.warnings:
-            print(f"warning: {w}")
+    reference = reference_for(a.voice, a.ref)
     conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
     result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler,
                           formant=a.formant, reference=reference)

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
-from models.errors import AudioInputError
+from models.errors import AudioInputError, ComoliveError
 
 MIN_VOICE_S = 1.5        # below this (after trimming silence) a clip is refused
 GOOD_VOICE_S = 3.0       # below this a clip is used with a warning
@@ -96,3 +96,16 @@ def load_reference(paths: list[str | Path], encoder: SpeakerEncoder | None = Non
         wav, sr = load_audio(p)
         clips.append((wav, sr, str(p)))
     return reference_from_audio(encoder, clips)
+
+
+def reference_for(voice: str | None, clips: list[str] | None, warn=print) -> Reference | None:
+    """The zero-shot voice a command asked for with --ref (None without clips); --voice with it is an
+    error, and the clip checks' warnings go to `warn`."""
+    if not clips:
+        return None
+    if voice:
+        raise ComoliveError("give either --voice or --ref, not both")
+    reference = load_reference(clips)
+    for w in reference.warnings:
+        warn(f"warning: {w}")
+    return reference

@@ -28,16 +28,9 @@ def session_config(a: argparse.Namespace):
     """A SessionConfig from the options that were given (the session's defaults for the rest)."""
     from engine.stream_session import SessionConfig
 
-    reference = None
-    if getattr(a, "ref", None):
-        from engine.reference import load_reference
-        from models.errors import ComoliveError
+    from engine.reference import reference_for
 
-        if a.voice:
-            raise ComoliveError("give either --voice or --ref, not both")
-        reference = load_reference(a.ref)
-        for w in reference.warnings:
-            print(f"warning: {w}")
+    reference = reference_for(a.voice, getattr(a, "ref", None))
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
                  model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference)
     names = {f.name for f in fields(SessionConfig)}
