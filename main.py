@@ -83,6 +83,14 @@ def cmd_preprocess(a: argparse.Namespace) -> None:
     print(report.summary())
 
 
+def cmd_timbres(a: argparse.Namespace) -> None:
+    from engine.timbres import build_timbres
+
+    shifts = [float(x) for x in a.shifts.split(",") if x.strip()]
+    path = build_timbres(a.features, shifts, progress=not a.quiet)
+    print(f"virtual voices at formant shifts {shifts} written to {path}")
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from models.config import RunConfig
     from models.train import TrainingRun
@@ -90,7 +98,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = RunConfig.load(a.config)
     if a.steps:
         cfg.train.steps = a.steps
-    path = TrainingRun(a.features, a.run, cfg, resume=a.resume).run()
+    path = TrainingRun(a.features, a.run, cfg, resume=a.resume, init=a.init).run()
     print(f"teacher written to {path}.safetensors")
 
 
@@ -263,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--quiet", action="store_true")
     pp.set_defaults(func=cmd_preprocess)
 
+    tb = sub.add_parser("timbres", help="virtual training voices: each train utterance formant-shifted, "
+                        "rendered and embedded (for timbre_prob > 0)")
+    tb.add_argument("features", help="feature cache folder from `preprocess`")
+    tb.add_argument("--shifts", default="-3,-2,-1,1,2,3", help="formant shifts in semitones (comma-separated)")
+    tb.add_argument("--quiet", action="store_true")
+    tb.set_defaults(func=cmd_timbres)
+
     for name, helptext, fn in (("train", "train the EDM teacher decoder", cmd_train),
                                ("distill", "distil a teacher into the one-step consistency student", cmd_distill)):
         t = sub.add_parser(name, help=helptext)
@@ -273,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
         if name == "distill":
             t.add_argument("--teacher", required=True, help="teacher model stem (RUN/teacher_model)")
+        else:
+            t.add_argument("--init", default=None, help="start from this voice model's network "
+                           "(e.g. models/pretrained/default) instead of random weights")
         t.set_defaults(func=fn)
 
     e = sub.add_parser("export", help="pack a trained model for shipping (optionally float16, student only)")

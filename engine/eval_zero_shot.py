@@ -1,14 +1,16 @@
 """Zero-shot evaluation: how well a voice taken from a few seconds of recording is reached, compared with
 the voices the model was trained on.
 
-Sources are held-out sung renditions. Targets come in three groups, all converted with the same sources,
+Sources are held-out sung renditions. Targets come in four groups, all converted with the same sources,
 each conversion moved into the target's register (key = whole semitones between the median f0 of the
 target's reference clips and of the source; f0 fidelity compares with the source f0 x key):
   - "trained, by name": a trained voice through its stored mean d-vector (the usual path);
   - "trained, from clip": the same voices, but conditioned on reference clips (the zero-shot path);
-  - "unseen, from clip": voices the decoder never saw (the corpus's spoken voices), from reference clips.
+  - "unseen, from clip": sung corpus voices the decoder never saw (left out of training entirely);
+  - "unseen spoken, from clip": the corpus's spoken voices (festival/flite), never trained either.
 Similarity to the target is measured against OTHER clips of the target voice than those used as
-reference, so a clip cannot score by resembling itself.
+reference, so a clip cannot score by resembling itself; for sung voices those are their held-out
+renditions, as for the trained ones.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
 from models.errors import ComoliveError
 
-GROUPS = ("trained, by name", "trained, from clip", "unseen, from clip")
+GROUPS = ("trained, by name", "trained, from clip", "unseen, from clip", "unseen spoken, from clip")
 SUMMARY_COLUMNS = ("group", "voices", "n", "sim_target", "sim_source", "sim_margin", "f0_cents_median", "dnsmos_ovr")
 
 
@@ -39,24 +41,26 @@ class Target:
     eval_clips: list[Path]    # similarity is measured against these
 
 
-def corpus_targets(corpus: Path, trained: list[str], n_trained: int = 4, n_ref: int = 2) -> list[Target]:
-    """Trained voices (train-split clips as references, held-out renditions for measuring) and the unseen
-    spoken voices of corpus/speech (first clips as references, the rest for measuring)."""
-    targets = []
-    singers = [v for v in trained if (corpus / "train" / v).is_dir()][:n_trained]
-    for v in singers:
+def corpus_targets(corpus: Path, trained: list[str], n_trained: int = 5, n_ref: int = 2) -> list[Target]:
+    """Trained voices and the sung voices left out of training (train-split clips as references, held-out
+    renditions for measuring), and the spoken voices of corpus/speech (first clips as references, the
+    rest for measuring). Trained voices are spread over the sorted list (languages and sexes vary)."""
+    def sung(v: str, group: str) -> Target:
         refs = sorted((corpus / "train" / v).glob("*.wav"))[:n_ref]
-        evals = sorted((corpus / "heldout" / v).glob("*.wav"))
-        targets.append(Target(v, GROUPS[0], refs, evals))
-        targets.append(Target(v, GROUPS[1], refs, evals))
+        return Target(v, group, refs, sorted((corpus / "heldout" / v).glob("*.wav")))
+
+    singers = sorted(p.name for p in (corpus / "train").glob("*") if p.is_dir())
+    seen = [v for v in singers if v in trained]
+    pick = [seen[round(i * len(seen) / n_trained)] for i in range(n_trained)] if len(seen) > n_trained else seen
+    targets = [sung(v, g) for v in pick for g in GROUPS[:2]]
+    targets += [sung(v, GROUPS[2]) for v in singers if v not in trained]
     for d in sorted(p for p in (corpus / "speech").glob("*") if p.is_dir()):
-        if d.name in trained:
-            continue
         clips = sorted(d.glob("*.wav"))
-        if len(clips) > n_ref:
-            targets.append(Target(d.name, GROUPS[2], clips[:n_ref], clips[n_ref:]))
-    if not any(t.group == GROUPS[2] for t in targets):
-        raise ComoliveError(f"{corpus}/speech: no unseen voices with more than {n_ref} clips")
+        if d.name not in trained and len(clips) > n_ref:
+            targets.append(Target(d.name, GROUPS[3], clips[:n_ref], clips[n_ref:]))
+    targets = [t for t in targets if t.ref_clips and t.eval_clips]
+    if not any(t.group in GROUPS[2:] for t in targets):
+        raise ComoliveError(f"{corpus}: no voice the model was not trained on (sung or in speech/) to test")
     return targets
 
 

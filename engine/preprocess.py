@@ -5,9 +5,14 @@ rate, mono or stereo) and the synthetic corpus layout (CORPUS/{train,heldout}/<v
 ground-truth JSON beside each file, parallel across voices). Every file is resampled, downmixed,
 level-normalised and (user data only: corpus files must stay sample-aligned) sliced on silence;
 nothing is skipped silently — each rejected file is reported with its reason.
+
+Run again on the same output folder, a source file whose bytes (SHA-1) are unchanged keeps the
+features already written for it (same pitch extractor and model config), so adding voices to a
+dataset costs only the new files.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -33,13 +38,15 @@ MIN_SECONDS = 1.0
 class PreprocessReport:
     out_dir: Path
     written: int = 0
+    reused: int = 0
     seconds: float = 0.0
     voices: dict[str, int] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"wrote {self.written} utterances ({self.seconds / 60:.1f} min) from {len(self.voices)} "
-                 f"singer(s) to {self.out_dir}"]
+                 f"singer(s) to {self.out_dir}" + (f"; kept {self.reused} unchanged from the last run"
+                                                   if self.reused else "")]
         lines += [f"  {v}: {n} utterances" for v, n in sorted(self.voices.items())]
         if self.rejected:
             lines.append(f"rejected {len(self.rejected)} file(s):")
@@ -95,12 +102,32 @@ def check_audio(wav: np.ndarray, sr: int) -> str | None:
     return None
 
 
+def file_sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def reusable_entries(out: Path, pitch: str, cfg: ModelConfig) -> dict[str, list[dict]]:
+    """Index entries of a previous run in `out` (same pitch extractor and config, files present), by source."""
+    try:
+        old = json.loads((out / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if old.get("pitch") != pitch or old.get("config") != cfg.to_dict():
+        return {}
+    by_source: dict[str, list[dict]] = {}
+    for e in old.get("utterances", []):
+        if e.get("source_sha1") and (out / e["path"]).is_file():
+            by_source.setdefault(e["source"], []).append(e)
+    return by_source
+
+
 def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "fcpe", device=None,
                        heldout: float = 0.1, cfg: ModelConfig | None = None, progress: bool = True) -> PreprocessReport:
     dataset, out = Path(dataset), Path(out_dir)
     cfg = cfg or ModelConfig()
     sources = discover(dataset, heldout)
     out.mkdir(parents=True, exist_ok=True)
+    previous = reusable_entries(out, pitch, cfg)
     report = PreprocessReport(out)
     torch.set_num_threads(2)
     pipe = FeaturePipeline(cfg, pitch=pitch, device=device)
@@ -112,6 +139,15 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
         rel = src.path.relative_to(dataset)
         if src.path.suffix.lower() not in AUDIO_EXTENSIONS:
             report.rejected.append((str(rel), f"not an audio file extension ({src.path.suffix or 'none'})"))
+            continue
+        sha1 = file_sha1(src.path)
+        kept = [e for e in previous.get(str(rel), []) if e["source_sha1"] == sha1 and e["split"] == src.split]
+        if kept:
+            for e in kept:
+                index.append({**e, "transpose": src.transpose})
+                spk_sum.setdefault(src.voice, []).append(np.load(out / e["path"])["spk"])
+                report.reused += 1
+                report.voices[src.voice] = report.voices.get(src.voice, 0) + 1
             continue
         try:
             wav, sr = load_audio(src.path)
@@ -142,7 +178,7 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
                      f0=feats["f0"], loudness=feats["loudness"], spk=emb.astype(np.float32))
             index.append({"path": f"{name}.npz", "voice": src.voice, "split": src.split, "group": src.group
                           + (f"#{k}" if len(pieces) > 1 else ""), "transpose": src.transpose, "frames": t,
-                          "source": str(rel)})
+                          "source": str(rel), "source_sha1": sha1})
             spk_sum.setdefault(src.voice, []).append(emb)
             report.written += 1
             report.seconds += len(seg) / sr

@@ -71,6 +71,8 @@ class TrainConfig:
     aug_shift_prob: float = 0.0  # chance of a random formant/key shift of a training item (models/formant.py)
     aug_shift_max: float = 0.0  # its range, +- semitones
     exclude_voices: list = field(default_factory=list)  # voices never trained on (zero-shot evaluation)
+    utt_speaker_prob: float = 0.0  # chance of conditioning on the utterance's own d-vector, not the voice mean
+    timbre_prob: float = 0.0  # chance of a virtual voice (FEATS/timbres.npz, `main.py timbres`) as the target
     checkpoint_every: int = 500
     validate_every: int = 1000
     log_every: int = 50

@@ -11,6 +11,13 @@ semitones (models/formant.py), the f0 input scaled by 2^(k/12) and k given as th
 so the decoder learns the formant-shift control. `exclude_voices` leaves voices out entirely
 (they are the unseen voices of the zero-shot evaluation).
 
+Speaker conditioning, for voices unheard in training to land somewhere sensible: with `utt_speaker_prob`
+an item is conditioned on its target utterance's own d-vector instead of the voice's mean (a reference
+clip gives such a noisy estimate, not the mean); with `timbre_prob` the target becomes a virtual voice,
+the utterance with its formants moved by one of the shifts of FEATS/timbres.npz (engine/timbres.py),
+conditioned on the d-vector measured on that rendering. f0 and the `shift` input are left alone: the
+timbre is the speaker's, not a control.
+
 When a group holds several voices, a batch item takes the *source* features (content, loudness,
 f0 moved into the target's register) from voice A and the target mel + speaker from voice B:
 the decoder learns conversion directly, so timbre leaking through content features is unlearned.
@@ -27,6 +34,21 @@ import torch
 
 from models.errors import ComoliveError
 from models.formant import warp_mel
+
+TIMBRES_FILE = "timbres.npz"
+
+
+def load_timbres(feats_dir: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(shifts [K], {index path: d-vectors [K, 256]}) from FEATS/timbres.npz."""
+    path = Path(feats_dir) / TIMBRES_FILE
+    if not path.is_file():
+        raise ComoliveError(f"{path}: missing — run `python main.py timbres {feats_dir}` (timbre_prob > 0 needs it)")
+    z = np.load(path)
+    return z["shifts"].astype(np.float32), {str(p): e for p, e in zip(z["paths"], z["spk"])}
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / (np.linalg.norm(v) + 1e-9)).astype(np.float32)
 
 
 def interpolate_f0(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +70,8 @@ class Utterance:
     content: np.ndarray
     f0: np.ndarray
     loudness: np.ndarray
+    spk: np.ndarray                       # this utterance's own d-vector
+    timbres: np.ndarray | None = None     # [K, 256] d-vectors of its virtual voices (timbre shifts)
 
     @property
     def frames(self) -> int:
@@ -58,8 +82,11 @@ class FeatureDataset:
     """All utterances of one split in memory; `batch()` draws random aligned crops."""
 
     def __init__(self, feats_dir: str | Path, split: str = "train", parallel_prob: float = 0.8,
-                 aug_shift: tuple[float, float] = (0.0, 0.0), exclude_voices=()):
+                 aug_shift: tuple[float, float] = (0.0, 0.0), exclude_voices=(), utt_speaker_prob: float = 0.0,
+                 timbre_prob: float = 0.0):
         root = Path(feats_dir)
+        self.utt_speaker_prob, self.timbre_prob = float(utt_speaker_prob), float(timbre_prob)
+        self.timbre_shifts, timbres = load_timbres(root) if self.timbre_prob > 0 else (np.zeros(0, np.float32), {})
         self.aug_shift_prob, self.aug_shift_max = float(aug_shift[0]), float(aug_shift[1])
         excluded = set(exclude_voices)
         index_path = root / "index.json"
@@ -73,8 +100,12 @@ class FeatureDataset:
             if item["split"] != split or item["voice"] in excluded:
                 continue
             z = np.load(root / item["path"])
+            if self.timbre_prob > 0 and item["path"] not in timbres:
+                raise ComoliveError(f"{root / TIMBRES_FILE}: no timbres for {item['path']} (made before the "
+                                    f"last preprocess?) — run `python main.py timbres {root}` again")
             self.utts.append(Utterance(item["voice"], item["group"], float(item.get("transpose", 0.0)),
-                                       z["mel"], z["content"], z["f0"], z["loudness"]))
+                                       z["mel"], z["content"], z["f0"], z["loudness"], z["spk"],
+                                       timbres.get(item["path"])))
         if not self.utts:
             raise ComoliveError(f"{root}: no '{split}' utterances in the feature cache")
         self.groups: dict[str, list[int]] = {}
@@ -82,6 +113,10 @@ class FeatureDataset:
             self.groups.setdefault(u.group, []).append(i)
         self.parallel_prob = parallel_prob
         self.voice_names = sorted(self.voices)
+        self.timbre_means: dict[str, np.ndarray] = {}   # voice -> [K, 256] mean d-vector of each virtual voice
+        for v in self.voice_names if self.timbre_prob > 0 else ():
+            mean = np.mean([u.timbres for u in self.utts if u.voice == v], axis=0)
+            self.timbre_means[v] = np.stack([unit(m) for m in mean])
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -94,19 +129,28 @@ class FeatureDataset:
             return self.utts[rng.choice(peers)], tgt
         return tgt, tgt
 
-    def item(self, src: Utterance, tgt: Utterance, start: int, length: int, shift: float = 0.0) -> dict[str, np.ndarray]:
+    def speaker(self, rng: random.Random, tgt: Utterance) -> tuple[np.ndarray, float]:
+        """(d-vector, timbre shift in semitones) for a target: its voice or a virtual voice, mean or own."""
+        own = self.utt_speaker_prob > 0 and rng.random() < self.utt_speaker_prob
+        if tgt.timbres is not None and self.timbre_prob > 0 and rng.random() < self.timbre_prob:
+            j = rng.randrange(len(self.timbre_shifts))
+            return (tgt.timbres[j] if own else self.timbre_means[tgt.voice][j]), float(self.timbre_shifts[j])
+        return (tgt.spk if own else self.voices[tgt.voice]), 0.0
+
+    def item(self, src: Utterance, tgt: Utterance, start: int, length: int, shift: float = 0.0,
+             speaker: np.ndarray | None = None, timbre: float = 0.0) -> dict[str, np.ndarray]:
         n = min(src.frames, tgt.frames)
         end = min(start + length, n)
         f0 = src.f0[start:end] * np.float32(2.0 ** ((tgt.transpose - src.transpose + shift) / 12.0))
         f0_i, voiced = interpolate_f0(f0)
         return {
-            "mel": warp_mel(tgt.mel[:, start:end], shift),
+            "mel": warp_mel(tgt.mel[:, start:end], shift + timbre),
             "shift": np.float32(shift),
             "content": src.content[start:end].astype(np.float32),
             "f0": f0_i,
             "voiced": voiced,
             "loudness": src.loudness[start:end],
-            "speaker": self.voices[tgt.voice],
+            "speaker": self.voices[tgt.voice] if speaker is None else speaker,
         }
 
     def batch(self, rng: random.Random, size: int, length: int) -> dict[str, torch.Tensor]:
@@ -118,7 +162,8 @@ class FeatureDataset:
             shift = 0.0
             if self.aug_shift_max > 0 and rng.random() < self.aug_shift_prob:
                 shift = rng.uniform(-self.aug_shift_max, self.aug_shift_max)
-            items.append(self.item(src, tgt, start, length, shift))
+            spk, timbre = self.speaker(rng, tgt)
+            items.append(self.item(src, tgt, start, length, shift, spk, timbre))
         return collate(items)
 
 

@@ -33,7 +33,7 @@ class TrainingRun:
     kind = "teacher"
 
     def __init__(self, feats_dir: str | Path, run_dir: str | Path, cfg: RunConfig, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, init: str | Path | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -42,7 +42,8 @@ class TrainingRun:
         torch.manual_seed(tc.seed)
         self.rng = random.Random(tc.seed)
         aug = (tc.aug_shift_prob, tc.aug_shift_max)
-        self.data = FeatureDataset(feats_dir, "train", tc.parallel_prob, aug, tc.exclude_voices)
+        self.data = FeatureDataset(feats_dir, "train", tc.parallel_prob, aug, tc.exclude_voices,
+                                   tc.utt_speaker_prob, tc.timbre_prob)
         try:
             self.val = FeatureDataset(feats_dir, "heldout", tc.parallel_prob, exclude_voices=tc.exclude_voices)
         except ComoliveError:
@@ -53,6 +54,8 @@ class TrainingRun:
             raise ComoliveError(f"{self.run_dir}: already holds a run (use --resume to continue it, or another folder)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.build()
+        if init is not None and not resume:
+            self.warm_start(init)
         self.opt = torch.optim.AdamW(self.trainable().parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.0)
         if resume:
             if not (self.run_dir / "last.json").exists():
@@ -63,6 +66,15 @@ class TrainingRun:
             self.step = int(meta["step"])
             self.rng.seed(tc.seed + self.step)
         (self.run_dir / "config.toml").write_text(cfg.to_toml())
+
+    def warm_start(self, stem: str | Path) -> None:
+        """Start from the network of a saved voice model (its teacher, else its student: same architecture,
+        near-identical scalings), e.g. to retrain the shipped decoder on more voices in fewer steps."""
+        vm = VoiceModel.load(stem)
+        if vm.cfg.to_dict() != self.cfg.model.to_dict():
+            raise ComoliveError(f"{stem}: its [model] config differs from this run's; cannot start from it")
+        src = vm.teacher if vm.teacher is not None else vm.student
+        load_into(self.trainable(), {k: v.float() for k, v in src.state_dict().items()}, stem)
 
     # --- hooks ---
     def build(self) -> None:

@@ -15,6 +15,8 @@ APT_PACKAGES=(
   mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4
   mbrola-de5 mbrola-de6 mbrola-de7 mbrola-fr1 mbrola-fr4 mbrola-it3 mbrola-it4 mbrola-es2 mbrola-nl2 mbrola-pl1
   mbrola-br3 mbrola-cz2 mbrola-sw1 mbrola-hu1
+  mbrola-fr2 mbrola-fr3 mbrola-fr5 mbrola-fr6 mbrola-fr7 mbrola-ca1 mbrola-es1 mbrola-pt1 mbrola-sw2
+  mbrola-cr1 mbrola-lt1 mbrola-lt2 mbrola-ee1
   espeak-ng festival festvox-kallpc16k flite alsa-utils
   libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
 )

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.config import RunConfig
 from models.consistency import ConsistencyDistiller, student_from_teacher
 from models.dataset import FeatureDataset, collate
 from models.denoiser import layer_padding, receptive_field
@@ -146,3 +147,15 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     run.run()
     _, meta = load_checkpoint(tmp_path / "r" / "last")
     assert meta["step"] == 40
+
+
+def test_training_can_start_from_a_saved_model(tmp_path):
+    feats = write_tiny_cache(tmp_path / "feats", tiny_model_config())
+    first = TrainingRun(feats, tmp_path / "a", tiny_run_config(steps=20), progress=False)
+    stem = first.run()
+    warm = TrainingRun(feats, tmp_path / "b", tiny_run_config(steps=20), progress=False, init=stem)
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(warm.model.state_dict()[k], v), k
+    other = RunConfig(tiny_model_config(channels=16), tiny_run_config().train)
+    with pytest.raises(ComoliveError, match="config differs"):
+        TrainingRun(feats, tmp_path / "c", other, progress=False, init=stem)

@@ -81,3 +81,21 @@ def test_level_normalisation_and_slicing():
     cuts = slice_on_silence(sig.astype(np.float32), sr)
     assert len(cuts) == 2
     assert cuts[0][0] < sr // 2 < cuts[0][1] and cuts[1][0] > 2 * sr
+
+
+def test_preprocess_again_keeps_unchanged_files(dataset, tmp_path):
+    import shutil
+
+    src = tmp_path / "ds"
+    shutil.copytree(dataset, src)
+    out = tmp_path / "feats"
+    first = preprocess_dataset(src, out, heldout=0.0, device="cpu", progress=False)
+    assert first.written == 4 and first.reused == 0
+    sf.write(src / "bass" / "low16k.wav", harmonic(120, 2.5, 16000), 16000, subtype="PCM_16")
+    again = preprocess_dataset(src, out, heldout=0.0, device="cpu", progress=False)
+    assert again.written == 1 and again.reused == 3 and "kept 3 unchanged" in again.summary()
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["utterances"]) == 4 and len(index["voices"]) == 2
+    bass = next(u for u in index["utterances"] if u["voice"] == "bass")
+    f0 = np.load(out / bass["path"])["f0"]
+    assert abs(1200 * np.log2(np.median(f0[f0 > 0]) / 120)) < 30   # the new file's features, not the old

@@ -73,13 +73,15 @@ def test_convert_with_ref_end_to_end(tmp_path, demo):
 def test_zero_shot_targets_measure_against_clips_not_used_as_reference(tmp_path):
     from engine.eval_zero_shot import GROUPS, corpus_targets
 
-    for d, names in {"train/us1": ["a", "b", "c"], "heldout/us1": ["h"], "speech/flite_x": ["s0", "s1", "s2", "s3"],
+    for d, names in {"train/us1": ["a", "b", "c"], "heldout/us1": ["h"], "train/cz2": ["a", "b"],
+                     "heldout/cz2": ["h"], "speech/flite_x": ["s0", "s1", "s2", "s3"],
                      "speech/short": ["s0", "s1"]}.items():
         (tmp_path / d).mkdir(parents=True)
         for n in names:
             (tmp_path / d / f"{n}.wav").touch()
     targets = corpus_targets(tmp_path, ["us1", "de2"])
-    assert [(t.name, t.group) for t in targets] == [("us1", GROUPS[0]), ("us1", GROUPS[1]), ("flite_x", GROUPS[2])]
+    assert [(t.name, t.group) for t in targets] == [("us1", GROUPS[0]), ("us1", GROUPS[1]), ("cz2", GROUPS[2]),
+                                                    ("flite_x", GROUPS[3])]
     for t in targets:
         assert not set(t.ref_clips) & set(t.eval_clips) and t.eval_clips
 

@@ -89,13 +89,21 @@ VOICES: dict[str, VoiceInfo] = {v.name: v for v in [
     VoiceInfo("nl2", "nl", "male", {}, {"l": "L"}),
     VoiceInfo("sw1", "sv", "male", _LONG),
     VoiceInfo("br3", "pt-br", "male"),
+    VoiceInfo("fr2", "fr", "female", {"r": "R"}), VoiceInfo("fr3", "fr", "male", {"r": "R"}),
+    VoiceInfo("fr5", "fr-be", "male", {"r": "R"}), VoiceInfo("fr6", "fr", "male", {"r": "R"}),
+    VoiceInfo("fr7", "fr-be", "male", {"r": "R"}), VoiceInfo("ca1", "fr-ca", "male"),
+    VoiceInfo("es1", "es", "male", {"v": "b", "S": "tS", "j": "jj"}),
+    VoiceInfo("pt1", "pt", "female"), VoiceInfo("sw2", "sv", "female", _LONG),
+    VoiceInfo("cr1", "hr", "male"), VoiceInfo("lt1", "lt", "male"), VoiceInfo("lt2", "lt", "male"),
+    VoiceInfo("ee1", "et", "male"),
 ]}
 # Left out of the defaults (still usable by name):
 #   br3: lacks 149 diphones of the inventory (no consonant clusters, no S, no word-final nasals or l);
 #   us3: its silence-vowel diphones are creaky: a vowel after a rest is period-doubled (a subharmonic
 #        15 dB under f0), so pitch trackers read an octave low on ~13 % of its voiced frames.
 DEFAULT_VOICES = ("de1", "de2", "de3", "de4", "de5", "de6", "de7", "en1", "us1", "us2", "es2",
-                  "fr1", "fr4", "it3", "it4", "hu1", "cz2", "pl1", "nl2", "sw1")
+                  "fr1", "fr4", "it3", "it4", "hu1", "cz2", "pl1", "nl2", "sw1",
+                  "fr2", "fr3", "fr5", "fr6", "fr7", "ca1", "es1", "pt1", "sw2", "cr1", "lt1", "lt2", "ee1")
 
 VOLUME = 0.6   # mbrola -v: keeps loud voices (it3) from clipping; level is normalised afterwards
 
