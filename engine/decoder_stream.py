@@ -45,6 +45,54 @@ def condition(decoder: EDMDecoder, content, f0, voiced, loudness, speaker, shift
     return h.t().unsqueeze(0)
 
 
+class Conditioner:
+    """`condition` for one decoder with its weights packed once (what the live session calls per block).
+
+    The per-frame projections (content, pitch, loudness) are one GEMM over [content, log(1 + f0/700),
+    voiced, (loudness + 40) / 20] with their biases summed; the speaker and shift projections are
+    computed once and reused while they stay the same (no ramp running). ~25 small ops fewer than
+    `condition`; the sums are the same in another order (~1e-7 relative)."""
+
+    def __init__(self, decoder: EDMDecoder):
+        enc = decoder.net.cond_encoder
+        self.enc = enc
+        with torch.no_grad():
+            self.w = torch.cat([enc.content.weight, enc.pitch.weight, enc.loudness.weight], 1).t().contiguous()
+            self.b = (enc.content.bias + enc.pitch.bias + enc.loudness.bias).detach()
+        self.device = self.w.device
+        self._key: tuple | None = None  # (speaker bytes, shift) of the cached constant part
+        self._const: torch.Tensor | None = None
+
+    def _constant(self, speaker: np.ndarray, shift: np.ndarray) -> torch.Tensor:
+        """Biases + speaker and shift projections: [1, cond_dim] when no ramp is running, else [n, cond_dim]."""
+        enc = self.enc
+        if len(speaker) and (speaker == speaker[:1]).all() and (shift == shift[:1]).all():
+            key = (speaker[0].tobytes(), float(shift[0]))
+            if key != self._key:
+                spk = torch.from_numpy(speaker[:1].copy()).to(self.device)
+                sh = torch.from_numpy(shift[:1].copy()).to(self.device)
+                self._const = self.b + enc.speaker(spk) + enc.shift((sh / 5.0).unsqueeze(-1))
+                self._key = key
+            return self._const
+        spk = torch.from_numpy(np.ascontiguousarray(speaker)).to(self.device)
+        sh = torch.from_numpy(np.ascontiguousarray(shift)).to(self.device)
+        return self.b + enc.speaker(spk) + enc.shift((sh / 5.0).unsqueeze(-1))
+
+    def __call__(self, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
+        """The arguments of `condition` (numpy) -> [1, cond_dim, n]."""
+        content = np.asarray(content, np.float32)
+        n, c = content.shape
+        x = np.empty((n, c + 3), np.float32)
+        x[:, :c] = content
+        x[:, c] = np.log1p(np.maximum(np.asarray(f0, np.float32), np.float32(0)) / np.float32(700))
+        x[:, c + 1] = voiced
+        x[:, c + 2] = (np.asarray(loudness, np.float32) + np.float32(40)) / np.float32(20)
+        with torch.inference_mode():
+            const = self._constant(np.asarray(speaker, np.float32), np.asarray(shift, np.float32))
+            h = torch.addmm(const, torch.from_numpy(x).to(self.device), self.w)
+        return h.t().unsqueeze(0)
+
+
 class DecoderStream:
     """push(condition [1, cond_dim, n]) -> log-mel frames [n_mels, k], lagging by lookahead_frames."""
 

@@ -28,7 +28,7 @@ from torch import nn
 from models.checkpoint import load_checkpoint, load_into
 from models.errors import ComoliveError, ModelFileError
 from models.hn_synth import HNSynth
-from models.streaming import Fifo
+from models.streaming import Fifo, conv_taps
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "vocoder_hn"
 MEL_OFFSET, MEL_SCALE = 5.0, 2.5  # log-mel (about -11.5 .. 2) -> about -2.6 .. 2.8
@@ -187,12 +187,6 @@ class HNVocoder:
         return HNStream(self.model)
 
 
-def _taps(conv: nn.Conv1d) -> torch.Tensor:
-    """A conv weight [C_out, C_in, k] as one [k * C_in, C_out] matrix for time-major im2col."""
-    w = conv.weight.detach()
-    return torch.cat([w[:, :, j].t() for j in range(w.shape[-1])], 0).contiguous()
-
-
 class _StreamNet:
     """HNNet on a stream, time-major ([frames, channels]) with each layer's left context cached.
 
@@ -203,12 +197,12 @@ class _StreamNet:
 
     def __init__(self, net: HNNet):
         self.la, self.dil = net.cfg.lookahead, list(net.cfg.dilations)
-        self.w_in, self.b_in = _taps(net.conv_in), net.conv_in.bias.detach()
-        self.w = [_taps(c) for c in net.convs]
+        self.w_in, self.b_in = conv_taps(net.conv_in), net.conv_in.bias.detach()
+        self.w = [conv_taps(c) for c in net.convs]
         self.b = [c.bias.detach() for c in net.convs]
-        self.wm = [_taps(m) for m in net.mixes]
+        self.wm = [conv_taps(m) for m in net.mixes]
         self.bm = [m.bias.detach() for m in net.mixes]
-        self.wh, self.bh = _taps(net.head), net.head.bias.detach()
+        self.wh, self.bh = conv_taps(net.head), net.head.bias.detach()
         self.channels = net.cfg.channels
         self.reset()
 

@@ -165,6 +165,35 @@ def test_streamed_decoder_equals_whole_sequence_denoise(cfg: ModelConfig) -> Non
         assert (streamed - whole).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(layers=6, channels=32, cond_dim=32, dilation_cycle=3, lookahead_frames=2),
+    ModelConfig(dilation_cycle=3),
+    ModelConfig(layers=4, channels=16, cond_dim=16, dilation_cycle=3, lookahead_frames=5),
+    ModelConfig(layers=3, channels=16, cond_dim=16, lookahead_frames=0),
+], ids=["small", "default-dilated", "lookahead5", "lookahead0"])
+def test_time_major_decoder_path_equals_the_generic_stages(cfg: ModelConfig) -> None:
+    """The CPU path for one signal (_TimeMajorDenoiser) gives the generic stages' frames block by block,
+    flush and a second stream included; a batch still runs the generic stages."""
+    dec = _random_decoder(cfg)
+    t = 70
+    feats, z = _features(cfg, t), torch.randn(1, cfg.n_mels, t, generator=torch.Generator().manual_seed(2))
+    fast, generic = StreamingDenoiser(dec), StreamingDenoiser(dec, fast=False)
+    for _ in range(2):
+        for i, n in _blocks(t, random.Random(5), 0, 9):
+            block = {k: v[0] if k in ("speaker", "shift") else v[0, i : i + n] for k, v in feats.items()}
+            a, b = fast.push(block, z[0, :, i : i + n]), generic.push(block, z[0, :, i : i + n])
+            assert fast._mode == "fast" and generic._mode == "generic"
+            assert a.shape == b.shape and (a.numel() == 0 or (a - b).abs().max().item() < 1e-5)
+        a, b = fast.flush(), generic.flush()
+        assert a.shape == b.shape and (a - b).abs().max().item() < 1e-5
+    pair = {k: torch.cat([v, v.flip(-1) if v.dim() > 1 else v]) for k, v in feats.items()}  # batch of 2
+    zz = torch.cat([z, z.flip(-1)])
+    both = torch.cat([fast.push(pair, zz), fast.flush()], -1)
+    assert fast._mode is None and both.shape == (2, cfg.n_mels, t)
+    ref = torch.cat([generic.push(pair, zz), generic.flush()], -1)
+    assert (both - ref).abs().max().item() < 1e-5
+
+
 def test_decoder_lookahead_is_minimal() -> None:
     """Frame f depends on frame f + lookahead (so no smaller lookahead could be exact) and on nothing later."""
     cfg = ModelConfig()
