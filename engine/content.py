@@ -191,6 +191,10 @@ class WhisperContentStream:
         self._pending = np.zeros(0, np.float32)                   # samples after the last chunk end
         self.frames_out = 0
 
+    def chunks_for(self, n: int) -> int:
+        """How many chunks (encoder calls) a push of n more samples completes."""
+        return (len(self._pending) + int(n)) // self.ex.chunk_samples
+
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Feed 16 kHz samples; returns the frames of every chunk completed by them, [k * chunk, 384]."""
         samples = as_mono(samples)

@@ -25,6 +25,19 @@ ends at its frame's end instead of 17.4 ms later: -13 ms at 80 ms blocks) and pi
 more; the last pitch frame of each window loses ~9 cents). pitch="dio" costs ~4 ms of CPU per 80 ms
 chunk instead of FCPE's ~20 (the model was trained on FCPE f0; DIO's voicing is less reliable).
 
+Threads. Pitch and content read the same 16 kHz samples and share no state, so with content_thread
+(default; ignored when the process may use only one CPU) a block that completes a content chunk runs
+the Whisper encoder in one worker thread owned by the session while pitch runs in the caller's thread
+(torch and CTranslate2 release the GIL in their kernels), then joins it. With a second core free, the
+two cost about max(pitch, content) of wall time per 80 ms chunk instead of their sum (FCPE ~15-20 ms,
+Whisper ~14 ms); with no core free (measured on the 2-core machine while a training job used it)
+they take their sum plus ~3 ms of CPU for the contention, and content_thread=False is the better
+choice. The output is the same, sample for sample. Every job is joined within the block that
+submitted it (also when pitch raises; an error raised in the content thread is re-raised in the
+caller), so reset() and the gate's restart never race it. Stage laps: "pitch" is the pitch time,
+"content" only the further wait for the content thread. close() stops the thread (a later block
+starts it again); dropping the session stops it too.
+
 Level. Offline conversion normalises the whole file to -20 dBFS active level before extracting
 features and undoes the gain at the end (engine/loudness_norm.py). A live stream cannot know its
 level in advance, so it applies a fixed reference gain (`input_gain_db`, default 0 dB: a singer
@@ -40,15 +53,18 @@ how the input was cut into blocks: run_offline() with any block size gives the s
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from engine.content import CONTENT_HOP, CONTENT_SAMPLE_RATE, WhisperContent
-from engine.decoder_stream import DecoderStream, condition
+from engine.decoder_stream import Conditioner, DecoderStream
 from engine.feature_stream import LoudnessStream, grid_index
 from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream, live_pitch_extractor
 from engine.resample_stream import RationalResampler, StreamResampler
@@ -89,6 +105,7 @@ class SessionConfig:
     pitch_right_ms: float = 10.0    # right context of the last pitch frame kept from a window (whole 10 ms frames)
     loudness_lookahead_ms: float | None = None  # None = as training (17.4 ms); less trades feature fidelity for latency
     threads: int | None = 1         # torch threads for the live path (None: leave as is)
+    content_thread: bool = True     # Whisper content in a worker thread while pitch runs (see module doc)
 
 
 @dataclass
@@ -100,8 +117,12 @@ class SessionStats:
     gated: bool = True
     compute_ms: float = 0.0         # wall-clock time of this process() call
     cpu_ms: float = 0.0             # process CPU time during it (not inflated by other processes)
-    stage_ms: dict = field(default_factory=dict)  # resample, pitch, content, decoder, vocoder (wall)
-    stage_cpu_ms: dict = field(default_factory=dict)  # the same stages, process CPU time
+    # wall time by stage (STAGES). With content_thread, content runs while pitch does: "pitch" is the
+    # pitch extractor's time and "content" only the further wait for the content thread after it.
+    stage_ms: dict = field(default_factory=dict)
+    # process CPU time (all threads) of the same laps: with content_thread, the content work done
+    # while pitch ran is counted in "pitch" (the sum over stages stays the block's CPU time)
+    stage_cpu_ms: dict = field(default_factory=dict)
     frames: int = 0                 # model frames decoded in this block
     nonfinite: int = 0              # NaN/inf input samples replaced by 0 (total since start)
     underflows: int = 0             # output samples that were not ready in time (total; 0 with fixed blocks)
@@ -113,6 +134,13 @@ def _level_db(x: np.ndarray) -> float:
         return -200.0
     ms = float(np.mean(np.square(x, dtype=np.float64)))
     return 10.0 * math.log10(ms) if ms > 1e-20 else -200.0
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 _LOADED: dict = {}  # loaded, stateless parts shared by sessions (a new block size needs no reload)
@@ -141,7 +169,7 @@ def _load_vocoder(name: str, device: torch.device):
                                   lambda: load_vocoder("hifigan", device=device))
 
 
-STAGES = ("resample", "pitch", "content", "decoder", "vocoder")
+STAGES = ("resample", "pitch", "content", "decoder", "vocoder")  # wall laps of a block, in this order
 
 
 class _Laps:
@@ -225,6 +253,7 @@ class StreamSession:
                                    lookahead=None if la is None else int(round(la * m.sample_rate / 1000.0)))
         self.f0_post = CausalF0()
         self.decoder = DecoderStream(self.model.student, steps=cfg.steps, seed=cfg.seed)
+        self.condition = Conditioner(self.model.student)
         self.vocoder_name, self.vocoder = _load_vocoder(cfg.vocoder, self._device)
         if self.vocoder.sample_rate != m.sample_rate or self.vocoder.hop_length != m.hop_length:
             raise ComoliveError(f"vocoder {self.vocoder_name!r} works at {self.vocoder.sample_rate} Hz / hop "
@@ -251,6 +280,8 @@ class StreamSession:
         self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
         self.stats = SessionStats()
         self._run_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # the content thread, started at the first content job
+        self._threaded = bool(cfg.content_thread) and _usable_cpus() > 1
         self.reset()
 
     # ------------------------------------------------------------------ configuration
@@ -416,6 +447,23 @@ class StreamSession:
         return 1000.0 * (self.latency_samples + self.block_size) / self.sr
 
     # ------------------------------------------------------------------ stream state
+    def _content_pool(self) -> ThreadPoolExecutor:
+        """The one worker thread that runs content jobs (started on first use)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="comolive-content")
+            # a dropped session stops its thread too (the finalizer holds the pool, not the session)
+            self._pool_finalizer = weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the content thread (waits for a process() call in progress). The session stays usable:
+        the next process() that needs the thread starts it again."""
+        with self._run_lock:
+            if self._pool is not None:
+                self._pool_finalizer.detach()
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
     def reset(self) -> None:
         """Back to time 0 with all stream state cleared (live settings are kept). Thread-safe: waits
         for a process() call in progress."""
@@ -529,9 +577,19 @@ class StreamSession:
         x16 = self.res16.push(xg)
         x22 = self.res22.push(xg)
         laps.lap("resample")
-        f0new = self.pitch.push(x16)
+        # pitch and content read the same samples and share no state: when a content chunk is due,
+        # Whisper runs in the content thread while pitch runs here
+        job = None
+        if self._threaded and self.content_stream.chunks_for(len(x16)):
+            job = self._content_pool().submit(self.content_stream.push, x16)
+        try:
+            f0new = self.pitch.push(x16)
+        except BaseException:
+            if job is not None:
+                wait([job])  # nothing may touch the content stream (reset, restart) while the job runs
+            raise
         laps.lap("pitch")
-        cnew = self.content_stream.push(x16)
+        cnew = job.result() if job is not None else self.content_stream.push(x16)  # re-raises its error
         laps.lap("content")
         lnew = self.loud.push(x22)
 
@@ -582,7 +640,7 @@ class StreamSession:
         spk = self.speaker.take(n).astype(np.float32)
         formant = self.formant.take(n).astype(np.float32)
         # the decoder's own shift input stays at 0 (its training value); formants move by warping its mel
-        pre = condition(self.model.student, content, f0, voiced, loud, spk, np.zeros(n, np.float32))
+        pre = self.condition(content, f0, voiced, loud, spk, np.zeros(n, np.float32))
         mel = self.decoder.push(pre)
         self._voc_f0.append(f0_voc)
         self._voc_formant.append(formant)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -147,6 +149,56 @@ def test_streamed_output_equals_offline_run_for_other_block_sizes():
         got = np.concatenate(raw)[s.latency_samples: s.latency_samples + len(x)]
         assert s.stats.underflows == 0
         assert _rel_db(got, ref) < -40.0, (block_ms, _rel_db(got, ref))
+
+
+def test_content_thread_gives_the_same_samples_and_its_errors_reach_the_caller():
+    sr = 16000
+    x = harmonic(220, 0.9, sr, vibrato_cents=80)
+    serial = run_offline(SessionConfig(sample_rate=sr, gate_db=OFF, content_thread=False), x, sr)
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF))
+    where = []
+    push = s.content_stream.push
+
+    def recording(samples):
+        where.append(threading.current_thread())
+        return push(samples)
+
+    s.content_stream.push = recording
+    assert np.array_equal(s.run_offline(x), serial)  # bit for bit
+    assert where and all(t.name.startswith("comolive-content") for t in where)
+
+    def failing(samples):
+        raise RuntimeError("content model failed")
+
+    s.content_stream.push = failing
+    s.reset()
+    with pytest.raises(RuntimeError, match="content model failed"):
+        for k in range(3):  # the first block that completes a content chunk raises
+            s.process(x[k * s.block_size:(k + 1) * s.block_size])
+    # a pitch error waits for the running content job before it propagates
+    done = []
+
+    def slow(samples):
+        time.sleep(0.05)
+        done.append(True)
+        return push(samples)
+
+    def pitch_fails(samples):
+        raise ValueError("pitch failed")
+
+    s.content_stream.push = slow
+    s.pitch.push = pitch_fails
+    s.reset()
+    with pytest.raises(ValueError, match="pitch failed"):
+        for k in range(3):
+            s.process(x[k * s.block_size:(k + 1) * s.block_size])
+    assert done == [True]
+    del s.pitch.push  # the class's method again
+    s.content_stream.push = push
+    s.close()
+    assert not where[0].is_alive()
+    assert np.array_equal(s.run_offline(x), serial)  # the session recovers; a new thread is started
+    s.close()
 
 
 @pytest.mark.parametrize("sr,block_ms", [(48000, 80.0), (48000, 30.0)])
