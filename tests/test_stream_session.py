@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.decoder_stream import DecoderStream, condition
+from engine.decoder_stream import Conditioner, DecoderStream, condition
 from engine.feature_stream import LoudnessStream
 from engine.loudness import Loudness
 from engine.pitch import FCPEPitch
@@ -128,6 +128,23 @@ def test_multistep_decoder_stream_equals_voice_model_decode():
         ref = model.decode(batch, steps=steps, seed=3)[0]
         assert got.shape[-1] == t - ds.lookahead_frames == t - 2 * steps
         assert torch.allclose(got, ref[:, : got.shape[-1]], atol=2e-4), (got - ref[:, : got.shape[-1]]).abs().max()
+
+
+def test_packed_conditioner_equals_condition():
+    model = VoiceModel.load(None)
+    cfg = model.cfg
+    rng = np.random.default_rng(2)
+    cond = Conditioner(model.student)
+    n = 9
+    spk = np.tile(model.speaker(None), (n, 1)).astype(np.float32)
+    ramp = spk * np.linspace(0.5, 1.0, n, dtype=np.float32)[:, None]
+    for speaker, shift in ((spk, np.zeros(n, np.float32)), (spk, np.full(n, 2.0, np.float32)),
+                           (ramp, np.linspace(0, 3, n).astype(np.float32)), (spk, np.zeros(n, np.float32))):
+        args = (rng.standard_normal((n, cfg.content_dim)).astype(np.float32), rng.uniform(0, 600, n).astype(np.float32),
+                (rng.random(n) > 0.3).astype(np.float32), rng.uniform(-80, 0, n).astype(np.float32), speaker, shift)
+        ref, got = condition(model.student, *args), cond(*args)
+        assert got.shape == ref.shape == (1, cfg.cond_dim, n)
+        assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
 
 
 # ----------------------------------------------------------------------------- the session
