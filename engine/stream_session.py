@@ -56,6 +56,7 @@ import math
 import os
 import threading
 import time
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -162,9 +163,11 @@ def _load_vocoder(name: str, device: torch.device):
     choice = default_live_vocoder(device)
     try:
         return choice, _loaded(("vocoder", choice, str(device)), lambda: load_vocoder(choice, device=device))
-    except (ComoliveError, ImportError, OSError):
+    except (ComoliveError, ImportError, OSError) as e:
         if choice == "hifigan":
             raise
+        warnings.warn(f"vocoder {choice!r} could not be loaded ({e}); using 'hifigan' (slower on a CPU, "
+                      f"no formant shift)", RuntimeWarning, stacklevel=3)
         return "hifigan", _loaded(("vocoder", "hifigan", str(device)),
                                   lambda: load_vocoder("hifigan", device=device))
 
@@ -255,6 +258,7 @@ class StreamSession:
         self.decoder = DecoderStream(self.model.student, steps=cfg.steps, seed=cfg.seed)
         self.condition = Conditioner(self.model.student)
         self.vocoder_name, self.vocoder = _load_vocoder(cfg.vocoder, self._device)
+        self._check_formant(cfg.formant)
         if self.vocoder.sample_rate != m.sample_rate or self.vocoder.hop_length != m.hop_length:
             raise ComoliveError(f"vocoder {self.vocoder_name!r} works at {self.vocoder.sample_rate} Hz / hop "
                                 f"{self.vocoder.hop_length}, the model at {m.sample_rate} Hz / hop {m.hop_length}")
@@ -341,8 +345,15 @@ class StreamSession:
             self._reference_embedding(changes["reference"])
         trial = replace(self.config, **{k: v for k, v in changes.items() if k not in ("voice", "reference")})
         self._validate(trial)
+        if "formant" in changes:
+            self._check_formant(changes["formant"])
         with self._lock:
             self._pending.update(changes)
+
+    def _check_formant(self, formant: float) -> None:
+        if formant and not self.vocoder.pitch_from_f0:
+            raise ComoliveError(f"a formant shift needs an f0-driven vocoder ('hn'): {self.vocoder_name!r} takes "
+                                f"its pitch from the mel, which the shift moves too")
 
     def _apply_pending(self) -> None:
         with self._lock:

@@ -397,3 +397,14 @@ def test_formant_shift_moves_the_envelope_and_keeps_the_pitch(fcpe):
     c1, f1 = convert(4.0)
     assert c1 > c0 * 1.1, (c0, c1)
     assert abs(1200 * math.log2(f1 / f0)) < 25, (f0, f1)
+
+
+def test_formant_shift_is_refused_with_a_vocoder_that_reads_pitch_from_the_mel():
+    with pytest.raises(ComoliveError, match="f0-driven vocoder"):
+        StreamSession(SessionConfig(sample_rate=48000, vocoder="hifigan", formant=2.0))
+    s = StreamSession(SessionConfig(sample_rate=48000, vocoder="hifigan"))
+    with pytest.raises(ComoliveError, match="f0-driven vocoder"):
+        s.set(formant=-3.0)
+    s.set(key=2.0)   # other live changes still work
+    s.process(np.zeros(s.block_size, np.float32))
+    assert s.config.key == 2.0 and s.config.formant == 0.0
