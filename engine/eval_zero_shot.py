@@ -1,7 +1,8 @@
 """Zero-shot evaluation: how well a voice taken from a few seconds of recording is reached, compared with
 the voices the model was trained on.
 
-Sources are held-out sung renditions. Targets come in four groups, all converted with the same sources,
+Sources are held-out sung renditions by trained voices, one sex after the other (source_renditions).
+Targets come in four groups, all converted with the same sources,
 each conversion moved into the target's register (key = whole semitones between the median f0 of the
 target's reference clips and of the source; f0 fidelity compares with the source f0 x key):
   - "trained, by name": a trained voice through its stored mean d-vector (the usual path);
@@ -14,6 +15,7 @@ renditions, as for the trained ones.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +66,29 @@ def corpus_targets(corpus: Path, trained: list[str], n_trained: int = 5, n_ref: 
     return targets
 
 
+def source_renditions(corpus: Path, trained: list[str], n: int) -> list[tuple[str, Path]]:
+    """n held-out renditions by different trained voices, alternating the voices' sexes (corpus.json), so
+    that no target group is measured only against sources of its own sex (a cross-sex conversion moves
+    the d-vector much further than a same-sex one)."""
+    try:
+        sex = {v["name"]: v.get("sex", "") for v in json.loads((corpus / "corpus.json").read_text())["voices"]}
+    except (OSError, ValueError, KeyError):
+        sex = {}
+    pool = [(v, r.wav_path) for _, rs in sorted(heldout_renditions(corpus).items()) for v, r in sorted(rs.items())
+            if v in trained]
+    by_sex: dict[str, list] = {}
+    for v, p in pool:
+        if all(v != u for u, _ in by_sex.get(sex.get(v, ""), [])):
+            by_sex.setdefault(sex.get(v, ""), []).append((v, p))
+    out: list[tuple[str, Path]] = []
+    queues = [by_sex[k] for k in sorted(by_sex)]
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return out
+
+
 def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, vocoder: str = "hn",
                        n_sources: int = 2, seconds: float = 6.0, device: str | None = None,
                        progress: bool = True) -> dict:
@@ -74,11 +99,9 @@ def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, voco
     trained = sorted(conv.model.voices)
     targets = corpus_targets(corpus, trained)
     sources = []
-    for melody, voices in sorted(heldout_renditions(corpus).items()):
-        for v in sorted(voices):
-            if len(sources) < n_sources and v not in [s[0] for s in sources]:
-                wav, _ = load_audio(voices[v].wav_path, sr)
-                sources.append((v, wav[: int(seconds * sr)]))
+    for v, path in source_renditions(corpus, trained, n_sources):
+        wav, _ = load_audio(path, sr)
+        sources.append((v, wav[: int(seconds * sr)]))
     clip_emb = {}
 
     def median_f0(f0: np.ndarray) -> float:

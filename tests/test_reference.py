@@ -119,3 +119,18 @@ def test_stream_command_with_ref(tmp_path, demo):
     assert np.sqrt(np.mean(y**2)) > 1e-3
     assert_clean_error(cli("stream", str(src), str(tmp_path / "o.wav"), "--ref", str(tmp_path / "none.wav")),
                        "not found")
+
+
+def test_zero_shot_sources_alternate_sexes(tmp_path):
+    import json
+
+    from engine.eval_zero_shot import source_renditions
+
+    sexes = {"a1": "male", "a2": "male", "b1": "female", "b2": "female", "x": "female"}
+    for v in sexes:
+        (tmp_path / "heldout" / v).mkdir(parents=True)
+        (tmp_path / "heldout" / v / "m.wav").touch()
+        (tmp_path / "heldout" / v / "m.json").write_text(json.dumps({"melody_id": "m"}))
+    (tmp_path / "corpus.json").write_text(json.dumps({"voices": [{"name": v, "sex": s} for v, s in sexes.items()]}))
+    picked = [v for v, _ in source_renditions(tmp_path, ["a1", "a2", "b1", "b2"], 3)]
+    assert picked == ["b1", "a1", "b2"]     # untrained "x" is never a source
