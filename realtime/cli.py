@@ -22,6 +22,8 @@ def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
     sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
     sp.add_argument("--device", default=None, help="compute device: cpu, cuda or cuda:N (default: CUDA when present)")
     sp.add_argument("--vocoder", default=None, help="vocoder name (default: the session's choice)")
+    sp.add_argument("--no-content-thread", dest="content_thread", action="store_false", default=None,
+                    help="run content and pitch one after the other (better when no second core is free)")
 
 
 def session_config(a: argparse.Namespace):
@@ -32,7 +34,8 @@ def session_config(a: argparse.Namespace):
 
     reference = reference_for(a.voice, getattr(a, "ref", None))
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
-                 model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference)
+                 model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference,
+                 content_thread=getattr(a, "content_thread", None))
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
 

@@ -196,6 +196,10 @@ def test_stream_command_equals_the_offline_run(tmp_path, session_cfg):
     assert np.sum(ref ** 2) > 1e-3  # the conversion is not silence
     err_db = 10 * np.log10(np.sum((y - ref) ** 2) / np.sum(ref ** 2) + 1e-30)
     assert err_db <= -40.0
+    # content and pitch one after the other: the same samples
+    one = tmp_path / "one.wav"
+    assert main.main(["stream", str(src), str(one), "--fast", "--block-ms", "80", "--no-content-thread"]) == 0
+    assert np.array_equal(sf.read(str(one), dtype="float32")[0], y)
 
 
 def test_live_key_change_shifts_the_output_pitch(session_cfg):
