@@ -84,9 +84,9 @@ def cmd_preprocess(a: argparse.Namespace) -> None:
 
 
 def cmd_timbres(a: argparse.Namespace) -> None:
-    from engine.timbres import build_timbres
+    from engine.timbres import DEFAULT_SHIFTS, build_timbres
 
-    shifts = [float(x) for x in a.shifts.split(",") if x.strip()]
+    shifts = [float(x) for x in a.shifts.split(",") if x.strip()] if a.shifts else DEFAULT_SHIFTS
     path = build_timbres(a.features, shifts, progress=not a.quiet)
     print(f"virtual voices at formant shifts {shifts} written to {path}")
 
@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("timbres", help="virtual training voices: each train utterance formant-shifted, "
                         "rendered and embedded (for timbre_prob > 0)")
     tb.add_argument("features", help="feature cache folder from `preprocess`")
-    tb.add_argument("--shifts", default="-3,-2,-1,1,2,3", help="formant shifts in semitones (comma-separated)")
+    tb.add_argument("--shifts", default=None,
+                    help="formant shifts in semitones, comma-separated (default: -3,-2,-1,1,2,3)")
     tb.add_argument("--quiet", action="store_true")
     tb.set_defaults(func=cmd_timbres)
 

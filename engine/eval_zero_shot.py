@@ -15,6 +15,7 @@ renditions, as for the trained ones.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,19 +75,16 @@ def source_renditions(corpus: Path, trained: list[str], n: int) -> list[tuple[st
         sex = {v["name"]: v.get("sex", "") for v in json.loads((corpus / "corpus.json").read_text())["voices"]}
     except (OSError, ValueError, KeyError):
         sex = {}
-    pool = [(v, r.wav_path) for _, rs in sorted(heldout_renditions(corpus).items()) for v, r in sorted(rs.items())
-            if v in trained]
-    by_sex: dict[str, list] = {}
-    for v, p in pool:
-        if all(v != u for u, _ in by_sex.get(sex.get(v, ""), [])):
-            by_sex.setdefault(sex.get(v, ""), []).append((v, p))
-    out: list[tuple[str, Path]] = []
-    queues = [by_sex[k] for k in sorted(by_sex)]
-    while len(out) < n and any(queues):
-        for q in queues:
-            if q and len(out) < n:
-                out.append(q.pop(0))
-    return out
+    first: dict[str, Path] = {}   # each trained voice's first held-out rendition
+    for _, rs in sorted(heldout_renditions(corpus).items()):
+        for v, r in sorted(rs.items()):
+            if v in trained:
+                first.setdefault(v, r.wav_path)
+    by_sex: dict[str, list[tuple[str, Path]]] = {}
+    for v, p in first.items():
+        by_sex.setdefault(sex.get(v, ""), []).append((v, p))
+    rounds = itertools.zip_longest(*(by_sex[k] for k in sorted(by_sex)))
+    return [x for r in rounds for x in r if x is not None][:n]
 
 
 def evaluate_zero_shot(corpus: str | Path, model: str | Path | None = None, vocoder: str = "hn",

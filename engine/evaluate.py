@@ -194,8 +194,9 @@ class Evaluator:
             if clips:
                 self._refs[key] = self.spk.embed_many([(c, self.sr) for c in clips])
             elif vector is not None:
-                v = np.asarray(vector, np.float32)
-                self._refs[key] = v / max(float(np.linalg.norm(v)), 1e-12)
+                from engine.speaker import unit_vector
+
+                self._refs[key] = unit_vector(np.asarray(vector, np.float32))
             else:
                 raise ComoliveError(f"no speaker reference for {key}")
         return self._refs[key]

@@ -27,6 +27,7 @@ from engine.loudness_norm import active_level_db, normalize_level, slice_on_sile
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
 from models.config import ModelConfig
+from models.dataset import unit
 from models.errors import ComoliveError
 from models.mel import MelAnalyzer
 
@@ -188,8 +189,7 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
                             + "\n".join(f"  {p}: {w}" for p, w in report.rejected))
     voices = {}
     for v, embs in spk_sum.items():
-        m = np.mean(embs, axis=0)
-        voices[v] = (m / (np.linalg.norm(m) + 1e-9)).tolist()
+        voices[v] = unit(np.mean(embs, axis=0)).tolist()
     (out / "index.json").write_text(json.dumps({"config": cfg.to_dict(), "pitch": pitch, "voices": voices,
                                                 "utterances": index, "rejected": report.rejected}, indent=1))
     return report

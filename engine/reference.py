@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.speaker import SpeakerEncoder
+from engine.speaker import SpeakerEncoder, unit_vector
 from models.audio_io import load_audio
 from models.errors import AudioInputError, ComoliveError
 
@@ -35,10 +35,6 @@ class Reference:
     @property
     def name(self) -> str:
         return "ref:" + "+".join(Path(s).stem for s in self.sources)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / max(float(np.linalg.norm(x)), 1e-12)).astype(np.float32)
 
 
 def _check_clip(encoder: SpeakerEncoder, wav: np.ndarray, sr: int, label: str) -> tuple[np.ndarray, float, list[str]]:
@@ -79,7 +75,7 @@ def reference_from_audio(encoder: SpeakerEncoder, clips: list[tuple[np.ndarray, 
         embs.append(e)
         total += s
         warnings += w
-    mean = _unit(np.mean(embs, axis=0))
+    mean = unit_vector(np.mean(embs, axis=0))
     if len(embs) > 1:
         worst = min(float(e @ mean) for e in embs)
         if worst < SAME_SPEAKER_MIN:

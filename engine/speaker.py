@@ -17,6 +17,11 @@ from models.device import pick_device
 from models.errors import AudioInputError, ModelFileError
 
 
+def unit_vector(x: np.ndarray) -> np.ndarray:
+    """A d-vector (or a mean of d-vectors) scaled to unit length, float32."""
+    return (x / max(float(np.linalg.norm(x)), 1e-12)).astype(np.float32)
+
+
 class SpeakerEncoder:
     """resemblyzer VoiceEncoder (GE2E LSTM, `pretrained.pt` shipped in its package), 16 kHz input.
 
@@ -70,8 +75,7 @@ class SpeakerEncoder:
     @torch.no_grad()
     def embed_voice(self, voice: np.ndarray) -> np.ndarray:
         """Audio that preprocess() already returned -> unit-norm float32 [256]."""
-        e = self.encoder.embed_utterance(voice)
-        return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
+        return unit_vector(self.encoder.embed_utterance(voice))
 
     def embed_many(self, clips: list[tuple[np.ndarray, int]] | list[np.ndarray], sr: int | None = None) -> np.ndarray:
         """Several clips of one voice -> mean of their embeddings, renormalised to unit length.
@@ -88,5 +92,4 @@ class SpeakerEncoder:
                 if sr is None:
                     raise AudioInputError("embed_many: give (wav, sr) pairs or the shared sr")
                 embs.append(self.embed(c, sr))
-        m = np.mean(embs, axis=0)
-        return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
+        return unit_vector(np.mean(embs, axis=0))

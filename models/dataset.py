@@ -48,6 +48,7 @@ def load_timbres(feats_dir: str | Path) -> tuple[np.ndarray, dict[str, np.ndarra
 
 
 def unit(v: np.ndarray) -> np.ndarray:
+    """A feature cache's d-vector mean scaled to unit length (voice means in index.json, timbre means)."""
     return (v / (np.linalg.norm(v) + 1e-9)).astype(np.float32)
 
 
