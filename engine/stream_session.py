@@ -88,7 +88,8 @@ LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", 
 @dataclass
 class SessionConfig:
     sample_rate: int = 48000        # device rate of the blocks given to process()
-    block_ms: float = 80.0          # block_size = round(block_ms * sample_rate / 1000)
+    block_ms: float = 40.0          # block_size = round(block_ms * sample_rate / 1000)
+    content_chunk_ms: float = 40.0  # content/pitch chunk (whole 20 ms frames): the longest a frame waits for them
     model: str | None = None        # voice model path; None = embedded default
     voice: str | None = None        # trained voice name; None = model default
     reference: object | None = None # engine.reference.Reference: a voice from clips (zero-shot), instead of voice
@@ -102,9 +103,9 @@ class SessionConfig:
     gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
     seed: int = 0
     input_gain_db: float = 0.0      # fixed reference gain before feature extraction (see module doc)
-    pitch_window_s: float | None = None  # pitch window per 80 ms chunk; None = 0.16 s (fcpe) or 0.32 s (dio, harvest)
+    pitch_window_s: float | None = None  # pitch window per content chunk; None = 0.16 s (fcpe) or 0.32 s (dio, harvest)
     pitch_right_ms: float = 10.0    # right context of the last pitch frame kept from a window (whole 10 ms frames)
-    loudness_lookahead_ms: float | None = None  # None = as training (17.4 ms); less trades feature fidelity for latency
+    loudness_lookahead_ms: float | None = 0.0   # 0 = the loudness window ends at its frame; None = as training (17.4 ms)
     threads: int | None = 1         # torch threads for the live path (None: leave as is)
     content_thread: bool = True     # Whisper content in a worker thread while pitch runs (see module doc)
 
@@ -243,12 +244,14 @@ class StreamSession:
         self.res16 = StreamResampler(self.sr, CONTENT_SAMPLE_RATE, k_in)
         self.res22 = StreamResampler(self.sr, m.sample_rate, k_in)
         threads = torch.get_num_threads()
-        self.content = _loaded(("content", self.device, threads),
-                               lambda: WhisperContent(device=self.device, threads=threads))
+        chunk_frames = int(round(cfg.content_chunk_ms / 20.0))
+        self.content = _loaded(("content", self.device, threads, chunk_frames),
+                               lambda: WhisperContent(device=self.device, threads=threads, chunk_frames=chunk_frames))
         self.content_stream = self.content.stream()
         self.content_chunk = self.content.chunk_samples
         pitch_ex = _loaded(("pitch", cfg.pitch, self.device), lambda: live_pitch_extractor(cfg.pitch, self.device))
-        window_s = cfg.pitch_window_s or (0.16 if str(cfg.pitch).strip().lower() == "fcpe" else 0.32)
+        base_s = 0.16 if str(cfg.pitch).strip().lower() == "fcpe" else 0.32
+        window_s = cfg.pitch_window_s or max(base_s, 2 * self.content_chunk / CONTENT_SAMPLE_RATE)
         self.pitch = PitchStream(window_s=window_s, chunk_samples=self.content_chunk, extractor=pitch_ex,
                                  right_frames=int(round(cfg.pitch_right_ms / 10.0)))
         la = cfg.loudness_lookahead_ms
@@ -309,6 +312,9 @@ class StreamSession:
                 raise ComoliveError(f"{name} must be a finite number, got {v!r}")
         if cfg.gate_hold_ms < 0:
             raise ComoliveError("gate_hold_ms must be >= 0")
+        c = cfg.content_chunk_ms
+        if not isinstance(c, (int, float)) or not 20 <= c <= 400 or abs(c / 20.0 - round(c / 20.0)) > 1e-9:
+            raise ComoliveError(f"content_chunk_ms must be a multiple of 20 ms from 20 to 400, got {c!r}")
         if not 0 <= cfg.pitch_right_ms <= 40:
             raise ComoliveError(f"pitch_right_ms must be 0..40, got {cfg.pitch_right_ms!r}")
         if cfg.loudness_lookahead_ms is not None and not 0 <= cfg.loudness_lookahead_ms <= 17.4:

@@ -23,7 +23,7 @@ import numpy as np
 from realtime.meters import percentiles_ms
 from realtime.tune import format_budget, measure_block, schedule_dropouts, sung_phrase
 
-BLOCKS_MS = (45.0, 90.0, 180.0)
+BLOCKS_MS = (40.0, 80.0, 160.0)
 RATE = 48000
 
 

@@ -18,6 +18,8 @@ def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
     sp.add_argument("--key", type=key_type, default=None, help="key shift in semitones (-24..24)")
     sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
     sp.add_argument("--block-ms", type=float, default=None, help="block size in ms (see `tune`)")
+    sp.add_argument("--content-chunk-ms", type=float, default=None,
+                    help="content/pitch chunk in ms, a multiple of 20 (default 40; longer costs less CPU, waits longer)")
     sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS)")
     sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
     sp.add_argument("--device", default=None, help="compute device: cpu, cuda or cuda:N (default: CUDA when present)")
@@ -35,7 +37,8 @@ def session_config(a: argparse.Namespace):
     reference = reference_for(a.voice, getattr(a, "ref", None))
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
                  model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference,
-                 content_thread=getattr(a, "content_thread", None))
+                 content_thread=getattr(a, "content_thread", None),
+                 content_chunk_ms=getattr(a, "content_chunk_ms", None))
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
 

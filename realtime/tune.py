@@ -18,7 +18,7 @@ import numpy as np
 
 from realtime.meters import percentiles_ms
 
-CANDIDATES_MS = (23.0, 35.0, 46.0, 58.0, 70.0, 93.0, 116.0, 139.0, 186.0, 232.0)
+CANDIDATES_MS = (20.0, 40.0, 60.0, 80.0, 120.0, 160.0, 200.0, 240.0)  # divisors and multiples of the 40 ms content chunk
 SAFETY = 0.7
 TEST_RATE = 48000
 

@@ -218,20 +218,23 @@ def test_content_thread_gives_the_same_samples_and_its_errors_reach_the_caller()
     s.close()
 
 
-@pytest.mark.parametrize("sr,block_ms", [(48000, 80.0), (48000, 30.0)])
-def test_declared_latency_equals_measured(sr, block_ms, fcpe):
+@pytest.mark.parametrize("sr,block_ms,chunk_ms,late_ms", [(48000, 80.0, 80.0, 0.0), (48000, 30.0, 80.0, 0.0),
+                                                          (48000, 40.0, 40.0, 10.0)])
+def test_declared_latency_equals_measured(sr, block_ms, chunk_ms, late_ms, fcpe):
     """A voiced tone steps 220 -> 330 Hz at 0.5 s; the step comes out latency_samples later (found with
-    FCPE at 1 ms resolution, within half a model frame: the f0 feature lives on the 11.6 ms grid)."""
+    FCPE at 1 ms resolution, within half a model frame: the f0 feature lives on the 11.6 ms grid). With
+    40 ms pitch windows the step falls near a window's end, where FCPE places it one 10 ms frame late
+    (`late_ms`): the declared latency is still when the output is computed, the note change lands late."""
     n = sr
     f = np.where(np.arange(n) < n // 2, 220.0, 330.0)
     x = _tone(f, sr)
-    s = StreamSession(SessionConfig(sample_rate=sr, block_ms=block_ms, gate_db=OFF))
+    s = StreamSession(SessionConfig(sample_rate=sr, block_ms=block_ms, content_chunk_ms=chunk_ms, gate_db=OFF))
     y = s.run_offline(x, aligned=False)
     mid = math.sqrt(220 * 330)
     tx = _crossing(*_fine_f0(x, sr, fcpe), mid, 0.3)
     ty = _crossing(*_fine_f0(y, sr, fcpe), mid, 0.3)
     measured_ms = 1000 * (ty - tx)
-    assert abs(measured_ms - s.latency_ms) < 6.0, (measured_ms, s.latency_ms)
+    assert -6.0 < measured_ms - s.latency_ms < late_ms + 6.0, (measured_ms, s.latency_ms)
     parts = s.latency_parts()
     assert math.isclose(sum(parts.values()), s.latency_ms, abs_tol=1e-6)
     assert parts["vocoder lookahead"] > 0 and parts["decoder lookahead"] > 0
@@ -354,13 +357,14 @@ def test_live_voice_formant_and_key_changes_do_not_click():
     s = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF))
     x = harmonic(220, 1.6, sr, vibrato_cents=20)
     b = s.block_size
+    at = int(round(0.8 * sr / b))  # the block that starts 0.8 s in
     out = []
     for k in range(len(x) // b):
-        if k == 10:
+        if k == at:
             s.set(voice="de2", formant=3.0, key=5)
         out.append(s.process(x[k * b:(k + 1) * b]))
     y = np.concatenate(out)
-    switch = 10 * b + s.latency_samples
+    switch = at * b + s.latency_samples
     d2 = np.abs(np.diff(y, 2))
     near = d2[switch - sr // 20: switch + sr // 10]
     elsewhere = d2[int(0.3 * sr): switch - sr // 10]
