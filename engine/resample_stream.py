@@ -15,8 +15,22 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
+from numba import njit
 
 from models.errors import ComoliveError
+
+
+@njit(cache=True, nogil=True)
+def _fir(buf: np.ndarray, first: np.ndarray, rows: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = sum_t buf[first[i] + t] * table[rows[i], t]: the polyphase dot products in one compiled loop
+    (numpy's gather + einsum spent ~0.5 ms per 40 ms block on index arrays)."""
+    taps = table.shape[1]
+    for i in range(first.shape[0]):
+        f, r = first[i], rows[i]
+        acc = np.float32(0.0)
+        for t in range(taps):
+            acc += buf[f + t] * table[r, t]
+        out[i] = acc
 
 
 def _kernel_table(p: int, q: int, offset: int, half_taps: int, cutoff: float, beta: float) -> np.ndarray:
@@ -95,10 +109,12 @@ class RationalResampler:
             pad = max(0, self._start - lo)  # zeros before the stream's first sample
             buf = np.concatenate([np.zeros(pad, np.float32), self._buf]) if pad else self._buf
             base = self._start - pad
-            idx = (first[live] - base)[:, None] + np.arange(2 * self.k)[None, :]
-            if idx.max() >= len(buf):
+            start = first[live] - base
+            if start[-1] + 2 * self.k > len(buf):
                 raise ComoliveError("resampler: asked for outputs beyond the input received")
-            out[live] = np.einsum("ij,ij->i", buf[idx], self.table[m[live] % self.p])
+            res = np.empty(len(start), np.float32)
+            _fir(buf, start, m[live] % self.p, self.table, res)
+            out[live] = res
         return out
 
     def trim(self, next_m: int) -> None:
