@@ -67,6 +67,9 @@ class RationalResampler:
         # cutoff relative to the input Nyquist: just below the lower of the two Nyquist frequencies
         self.cutoff = float(cutoff if cutoff is not None else 0.92 * min(1.0, self.p / self.q))
         self.table = _kernel_table(self.p, self.q, self.offset, self.k, self.cutoff, beta)
+        # compile (or load the cached kernel) now, not inside the first live block
+        _fir(np.zeros(2 * self.k, np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64), self.table,
+             np.empty(1, np.float32))
         self.reset()
 
     def reset(self) -> None:
