@@ -37,11 +37,11 @@ METRICS = {
     "dnsmos_ovr": "DNSMOS P.835 overall quality (1..5)",
     "dnsmos_p808": "DNSMOS P.808 overall quality (1..5)",
     "cer": "character error rate of the output's Whisper transcript against the source's transcript",
-    "stream_diff_db": "energy of (live session output, 80 ms blocks - offline Converter output) relative to the "
+    "stream_diff_db": "energy of (live session output, 40 ms blocks - offline Converter output) relative to the "
                       "offline output, dB (-200: identical)",
     "stream_lag_ms": "lag of the live output against the offline output at the cross-correlation peak (> 0: later "
                      "than the declared latency), ms",
-    "stream_block_diff_db": "the same for the live session at 45 ms vs 80 ms blocks (streaming == offline of the "
+    "stream_block_diff_db": "the same for the live session at 25 ms vs 40 ms blocks (streaming == offline of the "
                             "same streaming computation)",
     "compute_s": "seconds of compute for the conversion (features + decoder + vocoder)",
     "rtf": "compute_s / seconds of audio",

@@ -1,7 +1,7 @@
 """Streamed vs offline difference for `main.py eval` (two figures, both in dB of difference energy
 relative to the reference; -200 means identical):
 
-- stream_diff_db: the live computation (engine/stream_session.py: a StreamSession fed 80 ms blocks
+- stream_diff_db: the live computation (engine/stream_session.py: a StreamSession fed 40 ms blocks (the live default)
   from time 0, delay removed) against the offline Converter's output of the same file, voice, key,
   steps and vocoder (the one the evaluation runs with). The session gets the input gain that the offline whole-file level
   normalisation computes for this file, and its noise gate is off, so the figure measures what the
@@ -9,7 +9,7 @@ relative to the reference; -200 means identical):
   streamed decoder/vocoder), not the level policy or the gate.
 - stream_lag_ms: where the cross-correlation of the two peaks (> 0: the live output comes later than
   the session's declared latency says), within +-20 ms.
-- stream_block_diff_db: the same session fed 45 ms blocks against 80 ms blocks: "streaming equals
+- stream_block_diff_db: the same session fed 25 ms blocks against 40 ms blocks: "streaming equals
   offline" of the same streaming computation (DESIGN §5.3); -200 dB means bit-identical.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 
 from engine.metrics import best_lag, difference_db
 
-BLOCK_MS = 80.0
-OTHER_BLOCK_MS = 45.0
+BLOCK_MS = 40.0
+OTHER_BLOCK_MS = 25.0
 MAX_LAG_S = 0.02
 
 

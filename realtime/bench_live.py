@@ -1,4 +1,4 @@
-"""`main.py bench live`: per-block compute at ~45/90/180 ms blocks and the true end-to-end latency on JACK.
+"""`main.py bench live`: per-block compute at 40/80/160 ms blocks and the true end-to-end latency on JACK.
 
 1. Compute: a session converts the bundled sung phrase block by block (1 torch thread, as live);
    p50/p90/p99 per block, p99 as a share of the block, dropouts on the live schedule (realtime/tune.py)

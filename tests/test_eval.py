@@ -240,7 +240,7 @@ def test_eval_parallel_split_on_a_tiny_corpus(corpus):
     assert copy["f0_cents_median"] < 40 and copy["mcd_db"] < src["mcd_db"]
     conv = rows["student 1-step"]
     assert conv["rtf"] > 0
-    # the live session cut into 45 ms or 80 ms blocks computes the same samples (gate off)
+    # the live session cut into 25 ms or 40 ms blocks computes the same samples (gate off)
     assert conv["stream_block_diff_db"] < -60
     assert abs(conv["stream_lag_ms"]) <= 20 and math.isfinite(conv["stream_diff_db"])
 
