@@ -1,7 +1,7 @@
 """Streamed vs offline difference for `main.py eval` (two figures, both in dB of difference energy
 relative to the reference; -200 means identical):
 
-- stream_diff_db: the live computation (engine/stream_session.py: a StreamSession fed 40 ms blocks (the live default)
+- stream_diff_db: the live computation (engine/stream_session.py: a StreamSession fed 40 ms blocks
   from time 0, delay removed) against the offline Converter's output of the same file, voice, key,
   steps and vocoder (the one the evaluation runs with). The session gets the input gain that the offline whole-file level
   normalisation computes for this file, and its noise gate is off, so the figure measures what the
@@ -45,7 +45,8 @@ class SessionStreamer:
         gain = normalize_level(wav, sr)[1]
         cfg = self.m.SessionConfig(sample_rate=int(sr), block_ms=block_ms, model=self.model, voice=voice,
                                    key=float(key), steps=int(steps), vocoder=self.vocoder, device=self.device,
-                                   gate_db=float("-inf"), input_gain_db=20.0 * float(np.log10(gain)))
+                                   gate_db=float("-inf"), input_gain_db=20.0 * float(np.log10(gain)),
+                                   content_chunk_ms=self.m.content_chunk_for(BLOCK_MS))  # same for both block sizes
         return np.asarray(self.m.run_offline(cfg, wav, sr), np.float32)
 
     def differences(self, wav: np.ndarray, sr: int, voice: str, key: float, steps: int,

@@ -1,6 +1,6 @@
 """The streaming conversion session: device-rate blocks in, converted blocks out, fixed known delay.
 
-    s = StreamSession(SessionConfig(sample_rate=48000, block_ms=40))
+    s = StreamSession(SessionConfig(sample_rate=48000, block_ms=80))
     y = s.process(x)            # x, y: float32 [s.block_size]; y is the conversion delayed by s.latency_samples
     s.set(key=12, voice="us2")  # from any thread; applied at the next block, ramped over ~46 ms
     s.latency_parts()           # ms by named part, summing to s.latency_samples
@@ -19,21 +19,21 @@ computed when process() returns; it is found by running the stages' sample/frame
 the networks) over 260 s of blocks. It covers the stages' lookaheads and the waits caused by chunk and
 frame grids; it does NOT include the block itself: an audio loop adds one block (the time to fill
 it) plus its output margin, so end-to-end = latency_samples + block + margin
-(`end_to_end_floor_ms` = latency + block). Blocks that divide or equal the content chunk
-(content_chunk_ms, 40 ms) wait least.
+(`end_to_end_floor_ms` = latency + block). The content/pitch chunk follows the block
+(`content_chunk_for`: 80 ms for blocks that are multiples of 80 ms, 60 ms for multiples of 60 ms,
+else 40 ms), so a block never waits for a chunk that ends after it.
 
-Live choices that differ from the training features, each measured on held-out pairs (MCD against the
-target's own rendition, hn vocoder) with no change beyond 0.03 dB:
-* content in 40 ms chunks (training used 80 ms: Whisper frames then come from windows ending up to
-  60 ms later; the frames of the two gridings agree at mean cosine 0.93). 80 ms chunks wait up to
-  40 ms longer and cost half the encoder calls (`content_chunk_ms=80`).
-* loudness_lookahead_ms=0: the loudness window ends at its frame's end instead of 17.4 ms later
-  (-13 ms; None restores the training window).
-pitch_right_ms=0 saves 4 ms more (the last pitch frame of each window loses ~9 cents). At a window's
+Chunks shorter than training's. The model was trained on content from 80 ms chunks; with 40 or 60 ms
+chunks Whisper frames come from windows that end earlier (frames of the two gridings agree at mean
+cosine 0.93 for 40 ms). Measured on 3 held-out pairs (MCD against the target's own rendition, hn
+vocoder): 4.11 / 3.88 / 3.88 dB with 40 ms chunks, 4.10 / 3.91 / 3.88 with 80 ms. At a pitch window's
 end FCPE places a note change one 10 ms frame late, so with 40 ms windows about half the note changes
-land 10 ms after the declared latency. pitch="dio" costs ~4 ms of CPU per chunk instead of FCPE's
-(the model was trained on FCPE f0; DIO's voicing agrees with FCPE's on 85 % of frames, FCPE's own
-windows on 99 %).
+land 10 ms after the declared latency.
+Options that trade fidelity for latency: loudness_lookahead_ms=0 (the loudness window ends at its
+frame's end instead of 17.4 ms later: -13 ms declared; after a gate restart the converted onset then
+comes later, which a JACK loop measurement shows) and pitch_right_ms=0 (-4 ms more; the last pitch
+frame of each window loses ~9 cents). pitch="dio" costs ~4 ms of CPU per chunk instead of FCPE's ~9
+(the model was trained on FCPE f0; DIO's voicing agrees with FCPE's on 85 % of frames).
 
 Threads. Pitch and content read the same 16 kHz samples and share no state, so with content_thread
 (default; ignored when the process may use only one CPU) a block that completes a content chunk runs
@@ -95,11 +95,21 @@ KEY_RANGE = 24         # semitones either way (as main.py)
 LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", "input_gain_db")
 
 
+def content_chunk_for(block_ms: float) -> float:
+    """The content/pitch chunk for a block size: the longest of 80, 60, 40 ms that divides the block
+    (a block then never waits for a chunk that ends after it, and larger chunks cost fewer encoder
+    calls), else 40 ms."""
+    for c in (80, 60, 40):
+        if abs(block_ms / c - round(block_ms / c)) < 1e-6:
+            return float(c)
+    return 40.0
+
+
 @dataclass
 class SessionConfig:
     sample_rate: int = 48000        # device rate of the blocks given to process()
-    block_ms: float = 40.0          # block_size = round(block_ms * sample_rate / 1000)
-    content_chunk_ms: float = 40.0  # content/pitch chunk (whole 20 ms frames): the longest a frame waits for them
+    block_ms: float = 80.0          # block_size = round(block_ms * sample_rate / 1000); 40 ms: see `tune`
+    content_chunk_ms: float | None = None  # content/pitch chunk, whole 20 ms frames; None = content_chunk_for(block)
     model: str | None = None        # voice model path; None = embedded default
     voice: str | None = None        # trained voice name; None = model default
     reference: object | None = None # engine.reference.Reference: a voice from clips (zero-shot), instead of voice
@@ -115,7 +125,7 @@ class SessionConfig:
     input_gain_db: float = 0.0      # fixed reference gain before feature extraction (see module doc)
     pitch_window_s: float | None = None  # pitch window per content chunk; None = 0.16 s (fcpe) or 0.32 s (dio, harvest)
     pitch_right_ms: float = 10.0    # right context of the last pitch frame kept from a window (whole 10 ms frames)
-    loudness_lookahead_ms: float | None = 0.0   # 0 = the loudness window ends at its frame; None = as training (17.4 ms)
+    loudness_lookahead_ms: float | None = None  # None = as training (17.4 ms); less trades onset timing for latency
     threads: int | None = 1         # torch threads for the live path (None: leave as is)
     content_thread: bool = True     # Whisper content in a worker thread while pitch runs (see module doc)
 
@@ -254,7 +264,8 @@ class StreamSession:
         self.res16 = StreamResampler(self.sr, CONTENT_SAMPLE_RATE, k_in)
         self.res22 = StreamResampler(self.sr, m.sample_rate, k_in)
         threads = torch.get_num_threads()
-        chunk_frames = int(round(cfg.content_chunk_ms / 20.0))
+        self.content_chunk_ms = float(cfg.content_chunk_ms or content_chunk_for(cfg.block_ms))
+        chunk_frames = int(round(self.content_chunk_ms / 20.0))
         self.content = _loaded(("content", self.device, threads, chunk_frames),
                                lambda: WhisperContent(device=self.device, threads=threads, chunk_frames=chunk_frames))
         self.content_stream = self.content.stream()
@@ -323,7 +334,8 @@ class StreamSession:
         if cfg.gate_hold_ms < 0:
             raise ComoliveError("gate_hold_ms must be >= 0")
         c = cfg.content_chunk_ms
-        if not isinstance(c, (int, float)) or not 20 <= c <= 400 or abs(c / 20.0 - round(c / 20.0)) > 1e-9:
+        if c is not None and (not isinstance(c, (int, float)) or not 20 <= c <= 400
+                              or abs(c / 20.0 - round(c / 20.0)) > 1e-9):
             raise ComoliveError(f"content_chunk_ms must be a multiple of 20 ms from 20 to 400, got {c!r}")
         if not 0 <= cfg.pitch_right_ms <= 40:
             raise ComoliveError(f"pitch_right_ms must be 0..40, got {cfg.pitch_right_ms!r}")

@@ -54,7 +54,7 @@ class PanelSettings:
     gate_hold_ms: float = 200.0
     vocoder: str | None = None           # None: the session's default
     device: str | None = None            # None: CUDA when present, else CPU
-    block_ms: float = 40.0               # multiples or divisors of the 40 ms content chunk wait least
+    block_ms: float = 80.0               # 80, 60 and 40 ms (and their multiples) never wait for a content chunk
     margin_ms: float = 0.0               # output safety margin; 0 = one block (the loop's default)
     presets: dict[str, dict] = field(default_factory=dict)
     preset: str | None = None            # the preset last switched to

@@ -349,7 +349,7 @@ def test_tune_button_runs_the_tuner_in_the_background_and_applies_its_block(make
         assert w.settings.block_ms == w.tune_panel.block_ms.value() == proposed
         assert "output margin" in w.latency.parts
     else:
-        assert text.startswith("no block size kept up") and w.settings.block_ms == 40.0
+        assert text.startswith("no block size kept up") and w.settings.block_ms == 80.0
 
 
 UNPLUG_CHILD = r"""
