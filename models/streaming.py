@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -507,76 +508,108 @@ class _TimeMajorDenoiser:
         self.dil = [l.dilated.dilation[0] for l in layers]
         self.taps = [l.dilated.kernel_size[0] for l in layers]
         self.pads = [tuple(l.pad) for l in layers]
+        # run in numpy: per op ~1 us instead of torch's ~5-10, and its OpenBLAS takes these small-M
+        # products ~1.4x faster than torch's MKL on the 2-core AMD machine
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
+
+        for name in ("w_smooth", "b_smooth", "w_inp", "b_inp", "w_cond", "b_cond", "w_skip", "b_skip",
+                     "w_final", "b_final"):
+            setattr(self, name, arr(getattr(self, name)))
+        self.w, self.w_out, self.b_out, self.pad_rows = ([arr(t) for t in ts] for ts in
+                                                         (self.w, self.w_out, self.b_out, self.pad_rows))
+        self.c_in, self.c_skip, self.c_out, self.sqrt2, self.sqrt_layers = (
+            np.float32(float(v)) for v in (self.c_in, self.c_skip, self.c_out, self.sqrt2, self.sqrt_layers))
         self.reset()
 
     def reset(self) -> None:
-        p = self.b_inp
-        self.smooth_cache: torch.Tensor | None = None  # last 2 condition frames (None: stream not started)
-        self.cp = p.new_zeros(0, self.w_cond.shape[1])  # condition projections of frames [cp0, ...)
+        self.smooth_cache: np.ndarray | None = None  # last 2 condition frames (None: stream not started)
+        self.cp = np.zeros((0, self.w_cond.shape[1]), np.float32)  # condition projections of frames [cp0, ...)
         self.cp0 = 0
         self.bufs = [rows[:left] for rows, (left, _) in zip(self.pad_rows, self.pads)]
         self.o = [0] * self.n_layers
-        self.xs = p.new_zeros(0, self.w_inp.shape[0])  # x (for c_skip * x) of frames not yet output
+        self.xs = np.zeros((0, self.w_inp.shape[0]), np.float32)  # x (for c_skip * x) of frames not yet output
 
     def __call__(self, pre: torch.Tensor, x: torch.Tensor, last: bool) -> torch.Tensor:
         """pre [n, cond_dim], x [n, n_mels] (new frames) -> output [k, n_mels] of the newly final frames."""
+        pre = np.ascontiguousarray(pre.detach().cpu().numpy(), np.float32)
+        x = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
+        return torch.from_numpy(self._run(pre, x, last))
+
+    def _run(self, pre: np.ndarray, x: np.ndarray, last: bool) -> np.ndarray:
         c, n = self.c, pre.shape[0]
         if self.smooth_cache is None:
             if n == 0:
                 if last:
                     self.reset()
-                return x.new_zeros(0, x.shape[1])
+                return np.zeros((0, x.shape[1]), np.float32)
             self.smooth_cache = pre[:1]  # replicate padding at the start
-        buf = torch.cat([self.smooth_cache, pre], 0) if n else self.smooth_cache
+        buf = np.concatenate([self.smooth_cache, pre], 0) if n else self.smooth_cache
         if last:
-            buf = torch.cat([buf, buf[-1:]], 0)
+            buf = np.concatenate([buf, buf[-1:]], 0)
         m = buf.shape[0] - 2
         if m > 0:
-            cond = torch.addmm(self.b_smooth, torch.cat([buf[:m], buf[1:m + 1], buf[2:]], 1), self.w_smooth)
-            proj = torch.addmm(self.b_cond, cond, self.w_cond)
-            self.cp = torch.cat([self.cp, proj], 0) if self.cp.shape[0] else proj
+            cond = np.concatenate([buf[:m], buf[1:m + 1], buf[2:]], 1) @ self.w_smooth
+            cond += self.b_smooth
+            proj = cond @ self.w_cond
+            proj += self.b_cond
+            self.cp = np.concatenate([self.cp, proj], 0) if self.cp.shape[0] else proj
         self.smooth_cache = buf[max(m, 0):]
         cp_end = self.cp0 + self.cp.shape[0]
         new = None
         if n:
-            self.xs = torch.cat([self.xs, x], 0) if self.xs.shape[0] else x
-            h = torch.addmm(self.b_inp, self.c_in * x, self.w_inp)
-            new = F.pad(h, (0, c))  # (h, skip sum so far = 0)
+            self.xs = np.concatenate([self.xs, x], 0) if self.xs.shape[0] else x
+            new = np.zeros((n, 2 * c), np.float32)  # (h, skip sum so far = 0)
+            new[:, :c] = (self.c_in * x) @ self.w_inp
+            new[:, :c] += self.b_inp
         for i in range(self.n_layers):
             left, right = self.pads[i]
             d, taps = self.dil[i], self.taps[i]
             b = self.bufs[i]
             if new is not None or (last and right):
                 parts = [b] + ([new] if new is not None else []) + ([self.pad_rows[i][:right]] if last else [])
-                b = torch.cat(parts, 0)  # contiguous rows of 2c: the strided im2col view below relies on it
+                b = np.concatenate(parts, 0)  # contiguous rows of 2c: the strided im2col view below relies on it
             o = self.o[i]
             k = min(b.shape[0] - (taps - 1) * d, cp_end - o)
             if k <= 0:
                 self.bufs[i], new = b, None
                 continue
-            cols = b.as_strided((k, taps, c), (2 * c, 2 * c * d, 1), b.storage_offset()).reshape(k, taps * c)
-            y = torch.addmm(self.cp[o - self.cp0: o - self.cp0 + k, 2 * c * i: 2 * c * (i + 1)], cols, self.w[i])
-            g = torch.sigmoid(y[:, :c]) * torch.tanh(y[:, c:])
+            cols = np.lib.stride_tricks.as_strided(b, (k, taps, c), (b.strides[0], b.strides[0] * d, b.strides[1]))
+            y = cols.reshape(k, taps * c) @ self.w[i]
+            y += self.cp[o - self.cp0: o - self.cp0 + k, 2 * c * i: 2 * c * (i + 1)]
+            g = np.tanh(y[:, c:])
+            g *= _sigmoid(y[:, :c])
+            r = g @ self.w_out[i]
+            r += self.b_out[i]
             if i < self.n_layers - 1:
-                new = b[left: left + k] + torch.addmm(self.b_out[i], g, self.w_out[i])  # (h + res, skip + s)
-                new[:, :c] /= self.sqrt2
+                r += b[left: left + k]  # (h + res, skip + s)
+                r[:, :c] /= self.sqrt2
+                new = r
             else:  # the last layer's residual half is never used: the skip sum only
-                new = b[left: left + k, c:] + torch.addmm(self.b_out[i], g, self.w_out[i])
+                new = r + b[left: left + k, c:]
             self.bufs[i] = b[k:]
             self.o[i] = o + k
         keep = min(self.o)
         if keep > self.cp0:
             self.cp, self.cp0 = self.cp[keep - self.cp0:], keep
         if new is None:
-            out = x.new_zeros(0, self.w_final.shape[1])
+            out = np.zeros((0, self.w_final.shape[1]), np.float32)
         else:
             k = new.shape[0]
-            hf = F.relu(torch.addmm(self.b_skip, new / self.sqrt_layers, self.w_skip))
-            out = self.c_skip * self.xs[:k] + self.c_out * torch.addmm(self.b_final, hf, self.w_final)
+            hf = (new / self.sqrt_layers) @ self.w_skip
+            hf += self.b_skip
+            np.maximum(hf, 0.0, out=hf)
+            fin = hf @ self.w_final
+            fin += self.b_final
+            out = self.c_skip * self.xs[:k] + self.c_out * fin
             self.xs = self.xs[k:]
         if last:
             self.reset()
-        return out
+        return out.astype(np.float32, copy=False)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
 
 
 class StreamingDenoiser:
