@@ -59,6 +59,15 @@ def status_line(st) -> str:
             f" out {st.output_level_db:6.1f} dB | f0 {f0(st.input_f0_hz)} -> {f0(st.output_f0_hz)} Hz")
 
 
+def dropout_hint(st) -> str:
+    """What to do about dropouts: the block is too small for this machine now, or the margin too thin."""
+    late = st.compute_ms_p99 > st.block_ms
+    return (f"the worker was late {st.dropouts} times (compute p99 {st.compute_ms_p99:.1f} ms for "
+            f"{st.block_ms:.0f} ms blocks{'' if late else '; the output margin is what it missed'}): "
+            "`main.py tune` measures the smallest block this machine keeps up with; a larger --block-ms "
+            "or --margin-ms trades latency for safety")
+
+
 def cmd_live(a: argparse.Namespace) -> None:
     from realtime.live import LiveLoop
     from realtime.tune import format_budget
@@ -83,6 +92,8 @@ def cmd_live(a: argparse.Namespace) -> None:
         loop.stop()
         st = loop.stats()
         print(("\n" if sys.stdout.isatty() else "") + f"stopped: {st.blocks} blocks, {st.dropouts} dropouts")
+        if st.dropouts:
+            print(dropout_hint(st))
     if st.error:
         from realtime.devices import DeviceError
 
