@@ -6,7 +6,7 @@
     s.latency_parts()           # ms by named part, summing to s.latency_samples
 
 Signal path (every stage keeps its state and computes only new frames; DESIGN §5):
-  device rate --FIR--> 16 kHz --> Whisper content (40 ms chunks, 1 s windows; engine/content.py)
+  device rate --FIR--> 16 kHz --> Whisper content (40-80 ms chunks, 1 s windows; engine/content.py)
                                  \\-> pitch (sliding windows on the same chunk grid; engine/pitch_stream.py)
               --FIR--> 22 050 Hz --> loudness (engine/feature_stream.py)
   -> model frames (nearest-frame alignment as offline) -> key shift, causal octave guard, unvoiced hold

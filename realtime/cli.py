@@ -19,7 +19,8 @@ def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
     sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
     sp.add_argument("--block-ms", type=float, default=None, help="block size in ms (see `tune`)")
     sp.add_argument("--content-chunk-ms", type=float, default=None,
-                    help="content/pitch chunk in ms, a multiple of 20 (default 40; longer costs less CPU, waits longer)")
+                    help="content/pitch chunk in ms, a multiple of 20 (default: follows the block, 40-80 ms; "
+                         "longer costs less CPU, waits longer)")
     sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS)")
     sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
     sp.add_argument("--device", default=None, help="compute device: cpu, cuda or cuda:N (default: CUDA when present)")
