@@ -1,6 +1,6 @@
 """Per-block cost of the streaming session: compute p50/p90/p99 per block size and per stage.
 
-    python -m engine.stream_bench [--blocks 45 80 90 180] [--seconds 20] [--rate 48000] [--json FILE]
+    python -m engine.stream_bench [--blocks 40 60 80 160] [--seconds 20] [--rate 48000] [--json FILE]
 
 Feeds a sung-like tone (tests.helpers-style harmonic tone with vibrato and syllable-like level
 changes) through StreamSession.process() at 1 torch thread, as fast as it runs, and reports the
@@ -90,7 +90,7 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--blocks", type=float, nargs="+", default=[45.0, 80.0, 90.0, 180.0])
+    ap.add_argument("--blocks", type=float, nargs="+", default=[40.0, 60.0, 80.0, 160.0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rate", type=int, default=48000)
     ap.add_argument("--vocoder", default="auto")
