@@ -31,6 +31,7 @@ from models.hn_synth import HNSynth
 from models.streaming import Fifo, conv_taps
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "vocoder_hn"
+PRETRAINED_CAUSAL = Path(__file__).resolve().parent / "pretrained" / "vocoder_hn_causal"  # lookahead 0
 MEL_OFFSET, MEL_SCALE = 5.0, 2.5  # log-mel (about -11.5 .. 2) -> about -2.6 .. 2.8
 LOG_F0_REF = math.log(220.0)
 CHUNK_SEGMENTS = 256  # whole-file rendering works through this many frames at a time (bounded memory)
@@ -150,7 +151,9 @@ class HNVocoder:
     name = "hn"
     pitch_from_f0 = True
 
-    def __init__(self, device: str | torch.device | None = None, path: str | Path | None = None):
+    def __init__(self, device: str | torch.device | None = None, path: str | Path | None = None,
+                 name: str = "hn"):
+        self.name = name
         stem = Path(path) if path is not None else PRETRAINED
         tensors, meta = load_checkpoint(stem)
         if meta.get("kind") != "hn_vocoder":

@@ -96,7 +96,14 @@ def _hn_vocoder(device: str | torch.device | None = None) -> Vocoder:
     return HNVocoder(device=device)
 
 
-_FACTORIES = {"hifigan": HiFiGANVocoder, "hn": _hn_vocoder}
+def _hn_causal_vocoder(device: str | torch.device | None = None) -> Vocoder:
+    """The same vocoder trained with no right context: 11.6 ms less lookahead, slightly lower quality."""
+    from models.hn_vocoder import PRETRAINED_CAUSAL, HNVocoder
+
+    return HNVocoder(device=device, path=PRETRAINED_CAUSAL, name="hn-causal")
+
+
+_FACTORIES = {"hifigan": HiFiGANVocoder, "hn": _hn_vocoder, "hn-causal": _hn_causal_vocoder}
 VOCODERS = tuple(_FACTORIES)
 
 

@@ -85,6 +85,22 @@ def test_streamed_equals_whole_file_for_every_vocoder(name: str, analyzer: MelAn
         assert _diff_db(streamed, whole) < -60.0
 
 
+def test_causal_hn_has_half_a_frame_of_lookahead(analyzer: MelAnalyzer) -> None:
+    """"hn-causal" is the same vocoder with no right context: only the half frame of control interpolation."""
+    voc = load_vocoder("hn-causal", "cpu")
+    assert voc.name == "hn-causal" and voc.pitch_from_f0
+    wav, f0 = _sung_tone(1.0)
+    mel = analyzer(torch.from_numpy(wav)[None])[0]
+    st = voc.stream()
+    assert st.lookahead_frames == 1 and st.delay_samples == HOP // 2
+    got = 0
+    for n in range(1, 20):
+        got += len(st.push(mel[:, n - 1:n], torch.from_numpy(f0[n - 1:n])))
+        assert got == max(0, n * HOP - st.delay_samples)
+    y = voc(mel, torch.from_numpy(f0))  # it renders the tone: energy where the input has it
+    assert torch.isfinite(y).all() and 0.1 < float(y.pow(2).mean().sqrt() / np.sqrt(np.mean(wav ** 2))) < 10
+
+
 def test_hn_stream_declares_its_lookahead(hn_voc: HNVocoder, analyzer: MelAnalyzer) -> None:
     wav, f0 = _sung_tone(1.0)
     mel = analyzer(torch.from_numpy(wav)[None])[0]
@@ -128,7 +144,7 @@ def test_hn_output_pitch_is_the_given_f0(hn_voc: HNVocoder, analyzer: MelAnalyze
 
 
 def test_vocoders_by_name_and_defaults(hn_voc: HNVocoder) -> None:
-    assert set(VOCODERS) >= {"hifigan", "hn"}
+    assert set(VOCODERS) >= {"hifigan", "hn", "hn-causal"}
     assert (hn_voc.name, hn_voc.sample_rate, hn_voc.hop_length, hn_voc.n_mels) == ("hn", SR, HOP, 80)
     assert load_vocoder(" HN ").name == "hn"
     assert default_live_vocoder("cpu") == "hn" and default_offline_vocoder("cpu") == "hifigan"
