@@ -207,12 +207,16 @@ def overview_rows(report: dict) -> list[dict]:
 def live_rows(live: dict) -> list[dict]:
     """The live bench's per-block compute and measured end-to-end latency, one row per block size
     (rows of the dry-signal bypass check are left out)."""
-    jack = {round(r["block_ms"], 1): r for r in live.get("jack", []) if not r.get("bypass")}
-    compute = {round(r["block_ms"], 1): r for r in live.get("compute", [])}
+    def key(r: dict) -> tuple[float, str]:
+        return round(r["block_ms"], 1), r.get("vocoder", "")
+
+    jack = {key(r): r for r in live.get("jack", []) if not r.get("bypass")}
+    compute = {key(r): r for r in live.get("compute", [])}
+    default = {k[1] for k in compute} | {""}
     rows = []
-    for b in sorted(set(jack) | set(compute)):
-        c, j = compute.get(b, {}), jack.get(b, {})
-        row = {"block_ms": b}
+    for k in sorted(set(jack) | set(compute)):
+        c, j = compute.get(k, {}), jack.get(k, {})
+        row = {"block_ms": k[0], **({"vocoder": k[1]} if k[1] not in default else {})}
         for out, key in (("p50_ms", "compute_ms_p50"), ("p90_ms", "compute_ms_p90"), ("p99_ms", "compute_ms_p99"),
                          ("p99_share", "p99_share_of_block"), ("cpu_p50_ms", "cpu_ms_p50"),
                          ("cpu_p99_ms", "cpu_ms_p99")):
@@ -237,7 +241,7 @@ def print_overview(report: dict) -> None:
           f"summary: seconds of compute per second of audio, {report.get('input_seconds', 0):g} s input, 1 thread",
           digits=4)
     if report.get("live"):
-        table(live_rows(report["live"]), ("block_ms", "p50_ms", "p90_ms", "p99_ms", "p99_share", "cpu_p50_ms",
+        table(live_rows(report["live"]), ("block_ms", "vocoder", "p50_ms", "p90_ms", "p99_ms", "p99_share", "cpu_p50_ms",
                                           "cpu_p99_ms", "declared_latency_ms", "measured_latency_ms", "dropouts"),
               "summary: live path, compute per block (ms) and end-to-end latency through JACK (ms)", digits=1)
     m = report["machine"]

@@ -24,6 +24,7 @@ from realtime.meters import percentiles_ms
 from realtime.tune import format_budget, measure_block, schedule_dropouts, sung_phrase
 
 BLOCKS_MS = (40.0, 80.0, 160.0)
+LOW_LATENCY_BLOCK_MS, LOW_LATENCY_VOCODER = 40.0, "hn-causal"  # also measured through JACK
 RATE = 48000
 
 
@@ -48,7 +49,7 @@ def compute_row(scfg, block_ms: float, seconds: float) -> dict:
     t1 = os.times()
     b = session.block_size / RATE
     p, c = percentiles_ms(t), percentiles_ms(cpu)
-    return {"block_ms": 1000 * b, "blocks": int(len(t)), "compute_ms_p50": float(p[0]), "compute_ms_p90": float(p[1]),
+    return {"block_ms": 1000 * b, "vocoder": session.vocoder_name, "blocks": int(len(t)), "compute_ms_p50": float(p[0]), "compute_ms_p90": float(p[1]),
             "compute_ms_p99": float(p[2]), "p99_share_of_block": float(p[2] / (1000 * b)),
             "cpu_ms_p50": float(c[0]), "cpu_ms_p90": float(c[1]), "cpu_ms_p99": float(c[2]),
             "load_average": os.getloadavg()[0], "process_cpu_s": (t1.user + t1.system) - (t0.user + t0.system),
@@ -69,7 +70,8 @@ def jack_row(scfg, block_ms: float, seconds: float, server, bypass: bool = False
     finally:
         loop.stop()
     st = loop.stats()
-    return {"block_ms": st.block_ms, "seconds": seconds, "bypass": bypass, "declared_ms": st.latency_ms,
+    return {"block_ms": st.block_ms, "vocoder": loop.session.vocoder_name, "seconds": seconds, "bypass": bypass,
+            "declared_ms": st.latency_ms,
             "measured_ms": res.latency_ms, "measured_spread_ms": res.spread_ms,
             "difference_ms": None if res.latency_ms is None else res.latency_ms - st.latency_ms,
             "jack_period_ms": server.period_ms, "bursts_measured": len(res.latencies_ms),
@@ -130,12 +132,16 @@ def run_live_bench(json_path: str | None = None, model: str | None = None, secon
             jack_rows.append(jack_row(scfg, ms, secs, server))
         print(f"JACK loop: block {default_ms:g} ms, bypass (dry signal, same latency), {2 * seconds:g} s...", flush=True)
         jack_rows.append(jack_row(scfg, default_ms, 2 * seconds, server, bypass=True))
+        low = replace(scfg, vocoder=LOW_LATENCY_VOCODER)
+        print(f"JACK loop: block {LOW_LATENCY_BLOCK_MS:g} ms with {LOW_LATENCY_VOCODER} (the lowest-latency setting), "
+              f"{2 * seconds:g} s...", flush=True)
+        jack_rows.append(jack_row(low, LOW_LATENCY_BLOCK_MS, 2 * seconds, server))
     file_row = model_onset_row(scfg, default_ms, 2 * seconds)
     print(f"end-to-end through JACK (dummy driver, {RATE} Hz, period 256 = {1000 * 256 / RATE:.2f} ms)")
-    print(f"{'block ms':>9} {'declared':>9} {'measured':>9} {'diff':>7} {'bursts':>7} {'dropouts':>9} "
+    print(f"{'block ms':>9} {'vocoder':>10} {'declared':>9} {'measured':>9} {'diff':>7} {'bursts':>7} {'dropouts':>9} "
           f"{'gaps':>5} {'seconds':>8} {'p50 ms':>7} {'p99 ms':>7}")
     for r in jack_rows:
-        print(f"{r['block_ms']:>9.1f}{'b' if r['bypass'] else ' '}{r['declared_ms']:>9.1f} "
+        print(f"{r['block_ms']:>9.1f}{'b' if r['bypass'] else ' '}{r['vocoder']:>10} {r['declared_ms']:>9.1f} "
               f"{_fmt(r['measured_ms'], '9.1f')} "
               f"{_fmt(r['difference_ms'], '7.2f')} "
               f"{r['bursts_measured']:>3d}/{r['bursts_measured'] + r['bursts_missing']:<3d} "
