@@ -241,8 +241,9 @@ def print_overview(report: dict) -> None:
           f"summary: seconds of compute per second of audio, {report.get('input_seconds', 0):g} s input, 1 thread",
           digits=4)
     if report.get("live"):
-        table(live_rows(report["live"]), ("block_ms", "vocoder", "p50_ms", "p90_ms", "p99_ms", "p99_share", "cpu_p50_ms",
-                                          "cpu_p99_ms", "declared_latency_ms", "measured_latency_ms", "dropouts"),
+        table(live_rows(report["live"]), ("block_ms", "vocoder", "p50_ms", "p90_ms", "p99_ms", "p99_share",
+                                          "cpu_p50_ms", "cpu_p99_ms", "declared_latency_ms", "measured_latency_ms",
+                                          "dropouts"),
               "summary: live path, compute per block (ms) and end-to-end latency through JACK (ms)", digits=1)
     m = report["machine"]
     print(f"process peak RSS: {m['peak_rss_mb']:.0f} MB"
