@@ -49,7 +49,8 @@ def compute_row(scfg, block_ms: float, seconds: float) -> dict:
     t1 = os.times()
     b = session.block_size / RATE
     p, c = percentiles_ms(t), percentiles_ms(cpu)
-    return {"block_ms": 1000 * b, "vocoder": session.vocoder_name, "blocks": int(len(t)), "compute_ms_p50": float(p[0]), "compute_ms_p90": float(p[1]),
+    return {"block_ms": 1000 * b, "vocoder": session.vocoder_name, "blocks": int(len(t)),
+            "compute_ms_p50": float(p[0]), "compute_ms_p90": float(p[1]),
             "compute_ms_p99": float(p[2]), "p99_share_of_block": float(p[2] / (1000 * b)),
             "cpu_ms_p50": float(c[0]), "cpu_ms_p90": float(c[1]), "cpu_ms_p99": float(c[2]),
             "load_average": os.getloadavg()[0], "process_cpu_s": (t1.user + t1.system) - (t0.user + t0.system),
