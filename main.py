@@ -52,11 +52,22 @@ def cmd_convert(a: argparse.Namespace) -> None:
     from engine.reference import reference_for
 
     reference = reference_for(a.voice, a.ref)
+    from models.vocoders import pitch_note
+
     conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
+    if pitch_note(conv.vocoder):
+        print(pitch_note(conv.vocoder))
     result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler,
                           formant=a.formant, reference=reference)
     save_audio(out, result.audio, result.sample_rate, force=True)
     print(result.summary(a.input, out))
+    if a.check_pitch:
+        from engine.converter import melody_error
+
+        err = melody_error(wav, sr, result.audio, result.sample_rate, a.key)
+        print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
+              f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
+              f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {conv.vocoder.name})")
 
 
 def cmd_voices(a: argparse.Namespace) -> None:
@@ -128,19 +139,31 @@ def cmd_export(a: argparse.Namespace) -> None:
 
 
 def cmd_train_vocoder(a: argparse.Namespace) -> None:
-    from models.vocoder_train import VocoderTrainingRun, load_config
+    if a.vocoder == "nsf":
+        from models.nsf_train import NSFTrainingRun, load_nsf_config
 
-    model_cfg, cfg = load_config(a.config)
-    if a.steps:
-        cfg.steps = a.steps
-    path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume).run()
-    print(f"hn vocoder written to {path}.safetensors")
+        model_cfg, cfg = load_nsf_config(a.config)
+        if a.steps:
+            cfg.steps = a.steps
+        path = NSFTrainingRun(a.corpus.split(","), a.run, model_cfg, cfg, resume=a.resume).run()
+    else:
+        from models.vocoder_train import VocoderTrainingRun, load_config
+
+        model_cfg, cfg = load_config(a.config)
+        if a.steps:
+            cfg.steps = a.steps
+        path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume).run()
+    print(f"{a.vocoder} vocoder written to {path}.safetensors")
 
 
 def cmd_export_vocoder(a: argparse.Namespace) -> None:
+    from models.checkpoint import load_checkpoint
+    from models.nsf_train import export_nsf
     from models.vocoder_train import export_vocoder
 
-    out = export_vocoder(a.run, a.out, half=not a.float32)
+    src = Path(a.run)
+    kind = load_checkpoint(src / "vocoder" if src.is_dir() else src)[1].get("kind")
+    out = (export_nsf if kind == "nsf_hifigan" else export_vocoder)(a.run, a.out, half=not a.float32)
     size = sum(p.stat().st_size for p in out.parent.glob(out.name + ".*"))
     print(f"exported {a.run} -> {out}.safetensors ({size / 1e6:.2f} MB)")
 
@@ -155,8 +178,10 @@ def cmd_bench(a: argparse.Namespace) -> None:
     from engine.bench import finish_report, print_overview, run_bench
 
     if a.what != "all":
-        return run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips)
-    report = run_bench("all", json_path=None, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips)
+        return run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips,
+                         real=a.real)
+    report = run_bench("all", json_path=None, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips,
+                       real=a.real)
     print()
     try:
         from realtime.bench_live import run_live_bench  # engine/ never imports realtime/: collected here
@@ -246,8 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")
     c.add_argument("--pitch", default="fcpe", choices=("fcpe", "dio", "harvest"), help="pitch extractor")
-    c.add_argument("--vocoder", default="hifigan",
-                   help="hifigan (HiFi-GAN V1, default) or hn (compact f0-driven vocoder, fast on a CPU)")
+    c.add_argument("--vocoder", default="nsf",
+                   help="nsf (NSF HiFi-GAN, default), hn (compact, fast on a CPU), hn-causal, or hifigan "
+                        "(the V1: pitch read from the mel)")
+    c.add_argument("--check-pitch", action="store_true",
+                   help="also print how far the output's melody is from the input's (Harvest f0, x key)")
     c.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     model_args(c)
     c.set_defaults(func=cmd_convert)
@@ -302,15 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--default-voice", default=None)
     e.set_defaults(func=cmd_export)
 
-    tv = sub.add_parser("train-vocoder", help="train the compact f0-driven vocoder (hn) on a corpus")
-    tv.add_argument("corpus", help="corpus folder built by `corpus` (train split: wav + exact f0)")
+    tv = sub.add_parser("train-vocoder", help="train an f0-driven vocoder: hn (compact) or nsf (NSF HiFi-GAN)")
+    tv.add_argument("corpus", help="corpus folder built by `corpus` (hn only), or feature folders of `preprocess`, "
+                                   "comma-separated")
+    tv.add_argument("--vocoder", choices=("hn", "nsf"), default="hn", help="which vocoder to train (default hn)")
     tv.add_argument("run", help="run folder (checkpoints, log.csv)")
     tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
     tv.add_argument("--steps", type=int, default=None, help="override the number of steps")
     tv.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
     tv.set_defaults(func=cmd_train_vocoder)
 
-    xv = sub.add_parser("export-vocoder", help="pack a trained hn vocoder for shipping (float16 weights)")
+    xv = sub.add_parser("export-vocoder", help="pack a trained hn or nsf vocoder for shipping (float16 weights)")
     xv.add_argument("run", help="run folder of train-vocoder (or a checkpoint stem)")
     xv.add_argument("out", help="output stem, e.g. models/pretrained/vocoder_hn")
     xv.add_argument("--float32", action="store_true", help="keep float32 weights")
@@ -325,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ref-dir", default=None, help="reference clips of the target voice (speaker similarity); "
                                                    "default: the model's own d-vector of the voice")
     ev.add_argument("--key", type=_key, default=0.0, help="key shift for --source-dir (semitones)")
-    ev.add_argument("--vocoder", default="hifigan", help="vocoder of every system: hifigan or hn")
+    ev.add_argument("--vocoder", default="nsf", help="vocoder of every system: nsf (default), hn, hn-causal or hifigan")
     ev.add_argument("--zero-shot", action="store_true",
                     help="with CORPUS: voices from reference clips, trained vs never-trained voices")
     ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
@@ -345,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
     b.add_argument("--corpus", default="data/corpus", help="corpus whose held-out split `bench vocoder` copies")
     b.add_argument("--clips", type=int, default=8, help="held-out clips for the vocoder quality table")
+    b.add_argument("--real", default=None, help="real-voice folder with a MANIFEST.tsv: `bench vocoder` also copies "
+                                                "its held-out singing")
     model_args(b, device=False)
     b.set_defaults(func=cmd_bench)
 

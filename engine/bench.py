@@ -171,7 +171,7 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def run_bench(what: str, json_path: str | None = None, model: str | None = None, seconds: float = 10.0,
-              corpus: str | None = "data/corpus", clips: int = 8) -> dict:
+              corpus: str | None = "data/corpus", clips: int = 8, real: str | None = None) -> dict:
     torch.set_num_threads(1)
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": 1,
                           "torch": torch.__version__, "cuda": torch.cuda.is_available()},
@@ -185,7 +185,7 @@ def run_bench(what: str, json_path: str | None = None, model: str | None = None,
     if what in ("vocoder", "all"):  # speed and held-out copy-synthesis quality of every vocoder
         from engine.vocoder_bench import run_vocoder_bench
 
-        report["vocoder"] = run_vocoder_bench(seconds, corpus, clips)
+        report["vocoder"] = run_vocoder_bench(seconds, corpus, clips, real=real)
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2))
         print(f"\nwrote {json_path}")

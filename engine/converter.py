@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from engine.feature_pipeline import FeaturePipeline
-from engine.loudness_norm import normalize_level
+from engine.loudness_norm import match_level, normalize_level
 from models.audio_io import resample
 from models.dataset import collate, interpolate_f0
 from models.denoiser import receptive_field
@@ -51,12 +51,12 @@ class Converter:
     """Holds the loaded model, feature extractors and vocoder; convert() may be called many times."""
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, pitch: str = "fcpe",
-                 chunk_frames: int = 1024, vocoder: str = "hifigan"):
+                 chunk_frames: int = 1024, vocoder: str = "nsf"):
         self.device = pick_device(device)
         self.model = VoiceModel.load(model, device=self.device)
         self.cfg = self.model.cfg
         self.features = FeaturePipeline(self.cfg, pitch=pitch, device=self.device)
-        self.vocoder = load_vocoder(vocoder, self.device)  # models/vocoders.py: "hifigan" (default) or "hn"
+        self.vocoder = load_vocoder(vocoder, self.device)  # models/vocoders.py: "nsf" (default), "hn", "hifigan", ...
         self.chunk_frames = chunk_frames
 
     def decode_mel(self, feats: dict[str, np.ndarray], speaker: np.ndarray, key: float, steps: int,
@@ -88,7 +88,7 @@ class Converter:
         if float(np.max(np.abs(wav))) < 1e-4:
             raise AudioInputError("input is silent (peak below -80 dBFS): nothing to convert")
         if formant and not self.vocoder.pitch_from_f0:
-            raise ComoliveError(f"a formant shift needs an f0-driven vocoder (use --vocoder hn): "
+            raise ComoliveError(f"a formant shift needs an f0-driven vocoder (use --vocoder nsf or hn): "
                                 f"{self.vocoder.name} takes its pitch from the mel, which the shift moves too")
         if reference is not None:
             speaker, voice = reference.embedding, reference.name
@@ -109,7 +109,18 @@ class Converter:
         f0_voc = torch.from_numpy(np.asarray(feats["f0"], np.float32) * np.float32(2.0 ** (key / 12.0)))
         out = self.vocoder(mel[None].to(self.device), f0_voc[None])[0].float().cpu().numpy().reshape(-1)
         timings["vocoder"] = time.perf_counter() - t0
-        out = resample(out / gain, self.cfg.sample_rate, sr)  # back to the input's level and rate
+        out = resample(out / gain, self.cfg.sample_rate, sr)  # back to the input's rate
         n = len(wav)
-        out = np.pad(out, (0, max(0, n - len(out))))[:n].astype(np.float32)
+        out = match_level(np.pad(out, (0, max(0, n - len(out))))[:n].astype(np.float32), wav, sr)
         return ConversionResult(out, sr, voice, key, steps, sampler, str(self.device), seconds, timings)
+
+
+def melody_error(wav_in: np.ndarray, sr_in: int, wav_out: np.ndarray, sr_out: int, key: float = 0.0) -> dict[str, float]:
+    """How far a conversion sings from its input's melody moved by `key`: Harvest f0 of both, in cents."""
+    from engine.metrics import cents_error, expected_f0
+    from engine.pitch import make_pitch_extractor
+
+    pitch = make_pitch_extractor("harvest")
+    f_in = pitch.extract(resample(wav_in, sr_in, pitch.sample_rate))
+    f_out = pitch.extract(resample(wav_out, sr_out, pitch.sample_rate))
+    return cents_error(f_out, expected_f0(f_in, key))

@@ -23,7 +23,7 @@ OTHER_BLOCK_MS = 25.0
 MAX_LAG_S = 0.02
 
 
-def make(model, device: str, vocoder: str = "hifigan") -> tuple["SessionStreamer | None", str]:
+def make(model, device: str, vocoder: str = "nsf") -> tuple["SessionStreamer | None", str]:
     """A streamer for this model, or (None, why not)."""
     try:
         from engine import stream_session
@@ -33,7 +33,7 @@ def make(model, device: str, vocoder: str = "hifigan") -> tuple["SessionStreamer
 
 
 class SessionStreamer:
-    def __init__(self, model, device: str, module, vocoder: str = "hifigan"):
+    def __init__(self, model, device: str, module, vocoder: str = "nsf"):
         self.m = module
         self.vocoder = vocoder  # the offline Converter's vocoder: compare like with like
         self.model = None if model is None else str(model)

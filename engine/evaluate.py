@@ -130,7 +130,7 @@ class Evaluator:
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, systems=DEFAULT_SYSTEMS,
                  skip: tuple[str, ...] = (), plots_dir: str | Path | None = None, progress: bool = True,
-                 voices: tuple[str, ...] = (), vocoder: str = "hifigan"):
+                 voices: tuple[str, ...] = (), vocoder: str = "nsf"):
         unknown = set(skip) - set(OPTIONAL_METRICS)
         if unknown:
             raise ComoliveError(f"--skip: unknown metric(s) {', '.join(sorted(unknown))} "
@@ -324,7 +324,7 @@ class Evaluator:
 def evaluate_parallel(corpus: str | Path, model: str | Path | None = None, systems=DEFAULT_SYSTEMS,
                       max_pairs: int = 12, device: str | None = None, progress: bool = True,
                       skip: tuple[str, ...] = (), plots_dir: str | Path | None = None,
-                      max_seconds: float | None = None, vocoder: str = "hifigan") -> dict:
+                      max_seconds: float | None = None, vocoder: str = "nsf") -> dict:
     """max_seconds crops every pair (from its start) for quicker runs."""
     corpus = Path(corpus)
     ev = Evaluator(model, device, systems, skip, plots_dir, progress, vocoder=vocoder)
@@ -361,7 +361,7 @@ def audio_files(folder: Path) -> list[Path]:
 def evaluate_folder(source_dir: str | Path, voice: str, ref_dir: str | Path | None = None, key: float = 0.0,
                     model: str | Path | None = None, systems=DEFAULT_SYSTEMS, device: str | None = None,
                     progress: bool = True, skip: tuple[str, ...] = (), plots_dir: str | Path | None = None,
-                    vocoder: str = "hifigan") -> dict:
+                    vocoder: str = "nsf") -> dict:
     source_dir = Path(source_dir)
     files = audio_files(source_dir)
     if not files:

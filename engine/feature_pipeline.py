@@ -41,6 +41,11 @@ class FeaturePipeline:
         f0 = align_frames(f0, self.pitch.frame_rate, self.cfg.frame_rate, t, mode="nearest")
         return fix_octave_jumps(f0).astype(np.float32)
 
+    def content_of(self, wav: np.ndarray, sr: int, t: int) -> np.ndarray:
+        """Content features of a recording on t model frames (as `extract` computes them)."""
+        units = self.content.extract(resample(wav, sr, self.content.sample_rate))
+        return align_frames(units, self.content.frame_rate, self.cfg.frame_rate, t, mode="nearest").astype(np.float32)
+
     def extract(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         """wav: mono float32 at any rate -> dict(content, f0, loudness, wav_model) on the model grid."""
         cfg = self.cfg

@@ -38,6 +38,18 @@ def normalize_level(wav: np.ndarray, sr: int, target_db: float = TARGET_ACTIVE_D
     return (wav * gain).astype(np.float32), float(gain)
 
 
+def match_level(wav: np.ndarray, reference: np.ndarray, sr: int, peak_limit: float = 0.99) -> np.ndarray:
+    """`wav` scaled to the active level of `reference` (a conversion to its input's loudness); the gain is
+    lowered only if the peak would pass `peak_limit`."""
+    if not np.any(wav) or not np.any(reference):
+        return wav
+    gain = 10.0 ** ((active_level_db(reference, sr) - active_level_db(wav, sr)) / 20.0)
+    peak = float(np.max(np.abs(wav))) * gain
+    if peak > peak_limit:
+        gain *= peak_limit / peak
+    return (wav * gain).astype(np.float32)
+
+
 def slice_on_silence(wav: np.ndarray, sr: int, min_len_s: float = 2.0, max_len_s: float = 15.0,
                      min_silence_s: float = 0.3, threshold_db: float = SILENCE_DBFS) -> list[tuple[int, int]]:
     """Cut a long recording at silences into (start, end) sample ranges of at most max_len_s.

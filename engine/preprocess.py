@@ -1,8 +1,15 @@
 """Dataset folder -> feature cache for training (`main.py preprocess`).
 
 Accepts the layout users know from so-vits-svc/RVC (DATASET/<singer>/*.wav, any format and
-rate, mono or stereo) and the synthetic corpus layout (CORPUS/{train,heldout}/<voice>/*.wav with
-ground-truth JSON beside each file, parallel across voices). Every file is resampled, downmixed,
+rate, mono or stereo), a folder with a MANIFEST.tsv (columns path, split, kind, speaker, ...: one row
+per file; rows of split "heldout" are left out, they are for evaluation only) and the synthetic corpus
+layout (CORPUS/{train,heldout}/<voice>/*.wav with ground-truth JSON beside each file, parallel across
+voices).
+
+Each utterance is stored with its mel, f0, loudness, content, its own speaker embedding and its audio
+at the model rate (int16, for vocoder training). Real recordings (everything but the corpus) also get
+`content_pert`: content taken from a timbre-perturbed copy (engine/perturb.py), which the decoder
+trains on so that it cannot copy the singer's timbre out of the content features. Every file is resampled, downmixed,
 level-normalised and (user data only: corpus files must stay sample-aligned) sliced on silence;
 nothing is skipped silently — each rejected file is reported with its reason.
 
@@ -24,6 +31,7 @@ from tqdm import tqdm
 
 from engine.feature_pipeline import FeaturePipeline
 from engine.loudness_norm import active_level_db, normalize_level, slice_on_silence
+from engine.perturb import perturb_timbre
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
 from models.config import ModelConfig
@@ -63,12 +71,41 @@ class Source:
     group: str
     transpose: float
     slice: bool
+    kind: str = "singing"
+    real: bool = True
+
+
+MANIFEST = "MANIFEST.tsv"
+
+
+def discover_manifest(dataset: Path) -> list[Source]:
+    """Rows of DATASET/MANIFEST.tsv with split "train" (held-out rows are never preprocessed)."""
+    lines = (dataset / MANIFEST).read_text().splitlines()
+    head = lines[0].split("\t") if lines else []
+    need = ("path", "split", "speaker")
+    if any(c not in head for c in need):
+        raise ComoliveError(f"{dataset / MANIFEST}: needs the columns {', '.join(need)} (has {', '.join(head)})")
+    col = {c: head.index(c) for c in head}
+    sources = []
+    for line in lines[1:]:
+        row = line.split("\t")
+        if len(row) < len(head) or row[col["split"]] != "train":
+            continue
+        path = dataset / row[col["path"]]
+        kind = row[col["kind"]] if "kind" in col else "singing"
+        sources.append(Source(path, row[col["speaker"]], "train", str(Path(row[col["path"]]).with_suffix("")),
+                              0.0, True, kind))
+    if not sources:
+        raise ComoliveError(f"{dataset / MANIFEST}: no rows of split 'train'")
+    return sources
 
 
 def discover(dataset: Path, heldout: float, seed: int = 0) -> list[Source]:
     """List the audio files of a dataset folder with their singer, split and parallel group."""
     if not dataset.is_dir():
         raise ComoliveError(f"{dataset}: dataset folder not found")
+    if (dataset / MANIFEST).exists():
+        return discover_manifest(dataset)
     sources: list[Source] = []
     if (dataset / "corpus.json").exists():
         for split in ("train", "heldout"):
@@ -76,7 +113,8 @@ def discover(dataset: Path, heldout: float, seed: int = 0) -> list[Source]:
                 meta_path = wav.with_suffix(".json")
                 meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
                 group = str(meta.get("melody_id", wav.stem))
-                sources.append(Source(wav, wav.parent.name, split, group, float(meta.get("transposition", 0.0)), False))
+                sources.append(Source(wav, wav.parent.name, split, group, float(meta.get("transposition", 0.0)), False,
+                                      real=False))
         return sources
     singers = sorted(d for d in dataset.iterdir() if d.is_dir())
     if not singers:
@@ -172,13 +210,21 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
             t = len(feats["f0"])
             mel = mel_fn(torch.from_numpy(feats["wav_model"])[None])[0, :, :t].numpy()
             emb = spk.embed(seg, sr)
+            extra = {}
+            if src.real:  # content from a timbre-perturbed copy (fixed per utterance: reruns reproduce it)
+                rng = np.random.default_rng(int(sha1[:8], 16) + k)
+                pert = pipe.content_of(perturb_timbre(seg, sr, rng), sr, t)
+                extra["content_pert"] = pert.astype(np.float16)
+            audio = np.clip(np.round(feats["wav_model"][:t * cfg.hop_length] * 32767), -32768, 32767)
             name = f"{src.split}/{src.voice}/{src.path.stem}" + (f"_{k:03d}" if len(pieces) > 1 else "")
             path = out / f"{name}.npz"
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path, mel=mel.astype(np.float32), content=feats["content"].astype(np.float16),
-                     f0=feats["f0"], loudness=feats["loudness"], spk=emb.astype(np.float32))
+                     f0=feats["f0"], loudness=feats["loudness"], spk=emb.astype(np.float32),
+                     audio=audio.astype(np.int16), **extra)
             index.append({"path": f"{name}.npz", "voice": src.voice, "split": src.split, "group": src.group
                           + (f"#{k}" if len(pieces) > 1 else ""), "transpose": src.transpose, "frames": t,
+                          "kind": src.kind, "real": src.real,
                           "source": str(rel), "source_sha1": sha1})
             spk_sum.setdefault(src.voice, []).append(emb)
             report.written += 1

@@ -4,8 +4,10 @@ Speed: seconds of compute per second of audio at 1 torch thread, for the whole-f
 stream fed blocks of ~45 ms (4 frames) and ~90 ms (8 frames); per-block p50/p99 as well. Wall time
 and the thread's CPU time are both reported: on a shared machine the wall time also counts the
 time other processes held the core, the CPU time does not.
-Quality (copy synthesis on the corpus's held-out split): each clip's own log-mel and exact f0 go
-in, and the output is compared with the ground truth and with the HiFi-GAN V1's output:
+Quality (copy synthesis on the corpus's held-out split, and with `--real DIR` on the held-out real
+singing of a MANIFEST.tsv folder, never trained on): each clip's own log-mel and f0 go in (the corpus's
+exact f0; for real singing FCPE's, what conversion feeds the vocoder), and the output is compared with
+the original and with the HiFi-GAN V1's output:
 log-mel distance (mean |difference| of natural-log mel, nats), f0 error (FCPE on the output against
 the corpus f0, median cents over frames voiced in both), DNSMOS overall (speechmos's ONNX models,
 run offline; a speech-trained proxy for singing). Nothing here asserts a figure.
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.frames import MODEL_FRAME_RATE, align_frames
+from engine.frames import MODEL_FRAME_RATE, MODEL_SAMPLE_RATE, align_frames
 from engine.metrics import cents_error
 from models.audio_io import load_audio, resample
 from models.errors import ComoliveError
@@ -122,9 +124,32 @@ def _dnsmos():
     return score
 
 
-def bench_quality(names: tuple[str, ...], corpus: Path, n_clips: int) -> dict:
-    from engine.pitch import make_pitch_extractor
+def real_singing_clips(real: Path, n: int = 0) -> list[Path]:
+    """Held-out singing of a MANIFEST.tsv folder (rows: path, split, kind, ...), all of it when n is 0."""
+    manifest = Path(real) / "MANIFEST.tsv"
+    if not manifest.exists():
+        raise ComoliveError(f"{real}: no MANIFEST.tsv (expected the real-voice folder)")
+    lines = manifest.read_text().splitlines()
+    col = {c: i for i, c in enumerate(lines[0].split("\t"))}
+    rows = [r.split("\t") for r in lines[1:]]
+    paths = [Path(real) / r[col["path"]] for r in rows if r[col["split"]] == "heldout" and r[col["kind"]] == "singing"]
+    return paths[:n] if n else paths
+
+
+def _clip_f0(path: Path, wav: np.ndarray, t: int, pitch) -> np.ndarray:
+    """The f0 a vocoder gets for this clip: the corpus's exact f0 when it has one, else FCPE's (octaves repaired)."""
+    from engine.pitch import fix_octave_jumps
     from models.vocoder_train import f0_on_mel_grid
+
+    exact = path.with_suffix(".f0.npy")
+    if exact.exists():
+        return f0_on_mel_grid(np.load(exact).astype(np.float64), t)
+    f0 = align_frames(pitch.extract_from(wav, MODEL_SAMPLE_RATE), pitch.frame_rate, MODEL_FRAME_RATE, t, mode="nearest")
+    return fix_octave_jumps(f0).astype(np.float32)
+
+
+def bench_quality(names: tuple[str, ...], paths: list[Path]) -> dict:
+    from engine.pitch import make_pitch_extractor
 
     mel_an = MelAnalyzer()
     sr = mel_an.sample_rate
@@ -132,12 +157,12 @@ def bench_quality(names: tuple[str, ...], corpus: Path, n_clips: int) -> dict:
     dnsmos = _dnsmos()
     vocs = {n: load_vocoder(n, "cpu") for n in names}
     per_clip = []
-    for path in heldout_clips(Path(corpus), n_clips):
+    for path in paths:
         wav, _ = load_audio(path, sr)
         gt = torch.from_numpy(wav)
         mel = mel_an(gt[None])[0]
         t = mel.shape[-1]
-        f0 = f0_on_mel_grid(np.load(path.with_suffix(".f0.npy")).astype(np.float64), t)
+        f0 = _clip_f0(path, wav, t, pitch)
         outs = {"ground_truth": wav[: t * mel_an.hop_length]}
         for n, v in vocs.items():
             outs[n] = v(mel, torch.from_numpy(f0)).float().numpy()
@@ -176,8 +201,9 @@ def _table(title: str, rows: list[dict], cols: list[str]) -> None:
 
 
 def run_vocoder_bench(seconds: float = 10.0, corpus: str | Path | None = "data/corpus", clips: int = 8,
-                      names: tuple[str, ...] = VOCODERS) -> dict:
-    """Speed table always; the quality table when the corpus's held-out split is there."""
+                      names: tuple[str, ...] = VOCODERS, real: str | Path | None = None) -> dict:
+    """Speed table always; quality tables for the corpus's held-out split when it is there, and for the
+    held-out real singing of `real` when given."""
     torch.set_num_threads(1)
     report: dict = {"speed": bench_speed(names, seconds)}
     _table(f"vocoders, {seconds:g} s input, 1 thread: seconds of compute per second of audio (median) and "
@@ -188,14 +214,21 @@ def run_vocoder_bench(seconds: float = 10.0, corpus: str | Path | None = "data/c
            ["vocoder", "stream45ms_block_ms", "stream45ms_block_p50_ms", "stream45ms_block_p99_ms",
             "stream90ms_block_ms", "stream90ms_block_p50_ms", "stream90ms_block_p99_ms"])
     if corpus is not None and (Path(corpus) / "heldout").is_dir():
-        report["quality"] = bench_quality(names, Path(corpus), clips)
-        _table(f"copy synthesis on {len(report['quality']['clips'])} held-out clips of {corpus} "
-               "(log-mel distance: nats; f0: median cents, FCPE; DNSMOS overall, mean)",
-               report["quality"]["summary"],
-               ["system", "clips", "logmel_dist_gt", "logmel_dist_v1", "f0_cents_median", "dnsmos_ovrl"])
+        report["quality"] = bench_quality(names, heldout_clips(Path(corpus), clips))
+        _quality_table(f"copy synthesis on {len(report['quality']['clips'])} held-out clips of {corpus}",
+                       report["quality"])
     else:
         print(f"\n(no held-out split at {corpus}: quality table skipped; build it with `main.py corpus`)")
+    if real is not None:
+        report["quality_real"] = bench_quality(names, real_singing_clips(Path(real)))
+        _quality_table(f"copy synthesis of the held-out real singing of {real} "
+                       f"({len(report['quality_real']['clips'])} clips, FCPE f0 in)", report["quality_real"])
     return report
+
+
+def _quality_table(title: str, quality: dict) -> None:
+    _table(title + " (log-mel distance: nats; f0: median cents, FCPE; DNSMOS overall, mean)", quality["summary"],
+           ["system", "clips", "logmel_dist_gt", "logmel_dist_v1", "f0_cents_median", "dnsmos_ovrl"])
 
 
 def write_json(report: dict, path: str | Path) -> None:

@@ -73,6 +73,8 @@ class TrainConfig:
     exclude_voices: list = field(default_factory=list)  # voices never trained on (zero-shot evaluation)
     utt_speaker_prob: float = 0.0  # chance of conditioning on the utterance's own d-vector, not the voice mean
     timbre_prob: float = 0.0  # chance of a virtual voice (FEATS/timbres.npz, `main.py timbres`) as the target
+    pert_prob: float = 1.0  # chance that a real recording's content comes from its timbre-perturbed copy
+    data_weights: list = field(default_factory=list)  # share of items from each feature folder (FEATS=a,b,...)
     checkpoint_every: int = 500
     validate_every: int = 1000
     log_every: int = 50

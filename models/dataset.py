@@ -21,6 +21,12 @@ timbre is the speaker's, not a control.
 When a group holds several voices, a batch item takes the *source* features (content, loudness,
 f0 moved into the target's register) from voice A and the target mel + speaker from voice B:
 the decoder learns conversion directly, so timbre leaking through content features is unlearned.
+
+Real recordings (index entries with `real`: no parallel renditions) teach by reconstruction: the
+content comes from the timbre-perturbed copy stored beside it (`content_pert`, engine/perturb.py) with
+probability `pert_prob`, and the speaker is always the utterance's own d-vector (a label may cover
+several unnamed speakers). `MixedDataset` draws items from several caches (e.g. the synthetic corpus
+and real recordings) in fixed proportions.
 """
 from __future__ import annotations
 
@@ -73,6 +79,8 @@ class Utterance:
     loudness: np.ndarray
     spk: np.ndarray                       # this utterance's own d-vector
     timbres: np.ndarray | None = None     # [K, 256] d-vectors of its virtual voices (timbre shifts)
+    content_pert: np.ndarray | None = None  # content of a timbre-perturbed copy (real recordings)
+    real: bool = False
 
     @property
     def frames(self) -> int:
@@ -84,10 +92,12 @@ class FeatureDataset:
 
     def __init__(self, feats_dir: str | Path, split: str = "train", parallel_prob: float = 0.8,
                  aug_shift: tuple[float, float] = (0.0, 0.0), exclude_voices=(), utt_speaker_prob: float = 0.0,
-                 timbre_prob: float = 0.0):
+                 timbre_prob: float = 0.0, pert_prob: float = 1.0):
         root = Path(feats_dir)
+        self.pert_prob = float(pert_prob)
         self.utt_speaker_prob, self.timbre_prob = float(utt_speaker_prob), float(timbre_prob)
-        self.timbre_shifts, timbres = load_timbres(root) if self.timbre_prob > 0 else (np.zeros(0, np.float32), {})
+        self.timbre_shifts, timbres = (load_timbres(root) if self.timbre_prob > 0 and not _all_real(root)
+                                       else (np.zeros(0, np.float32), {}))
         self.aug_shift_prob, self.aug_shift_max = float(aug_shift[0]), float(aug_shift[1])
         excluded = set(exclude_voices)
         index_path = root / "index.json"
@@ -101,12 +111,14 @@ class FeatureDataset:
             if item["split"] != split or item["voice"] in excluded:
                 continue
             z = np.load(root / item["path"])
-            if self.timbre_prob > 0 and item["path"] not in timbres:
+            if self.timbre_prob > 0 and timbres and item["path"] not in timbres:
                 raise ComoliveError(f"{root / TIMBRES_FILE}: no timbres for {item['path']} (made before the "
                                     f"last preprocess?) — run `python main.py timbres {root}` again")
             self.utts.append(Utterance(item["voice"], item["group"], float(item.get("transpose", 0.0)),
                                        z["mel"], z["content"], z["f0"], z["loudness"], z["spk"],
-                                       timbres.get(item["path"])))
+                                       timbres.get(item["path"]),
+                                       z["content_pert"] if "content_pert" in z.files else None,
+                                       bool(item.get("real", False))))
         if not self.utts:
             raise ComoliveError(f"{root}: no '{split}' utterances in the feature cache")
         self.groups: dict[str, list[int]] = {}
@@ -115,7 +127,7 @@ class FeatureDataset:
         self.parallel_prob = parallel_prob
         self.voice_names = sorted(self.voices)
         self.timbre_means: dict[str, np.ndarray] = {}   # voice -> [K, 256] mean d-vector of each virtual voice
-        for v in self.voice_names if self.timbre_prob > 0 else ():
+        for v in self.voice_names if self.timbre_prob > 0 and timbres else ():
             mean = np.mean([u.timbres for u in self.utts if u.voice == v], axis=0)
             self.timbre_means[v] = np.stack([unit(m) for m in mean])
 
@@ -132,6 +144,8 @@ class FeatureDataset:
 
     def speaker(self, rng: random.Random, tgt: Utterance) -> tuple[np.ndarray, float]:
         """(d-vector, timbre shift in semitones) for a target: its voice or a virtual voice, mean or own."""
+        if tgt.real:
+            return tgt.spk, 0.0
         own = self.utt_speaker_prob > 0 and rng.random() < self.utt_speaker_prob
         if tgt.timbres is not None and self.timbre_prob > 0 and rng.random() < self.timbre_prob:
             j = rng.randrange(len(self.timbre_shifts))
@@ -139,33 +153,61 @@ class FeatureDataset:
         return (tgt.spk if own else self.voices[tgt.voice]), 0.0
 
     def item(self, src: Utterance, tgt: Utterance, start: int, length: int, shift: float = 0.0,
-             speaker: np.ndarray | None = None, timbre: float = 0.0) -> dict[str, np.ndarray]:
+             speaker: np.ndarray | None = None, timbre: float = 0.0, perturbed: bool = False) -> dict[str, np.ndarray]:
         n = min(src.frames, tgt.frames)
+        content = src.content_pert if perturbed and src.content_pert is not None else src.content
         end = min(start + length, n)
         f0 = src.f0[start:end] * np.float32(2.0 ** ((tgt.transpose - src.transpose + shift) / 12.0))
         f0_i, voiced = interpolate_f0(f0)
         return {
             "mel": warp_mel(tgt.mel[:, start:end], shift + timbre),
             "shift": np.float32(shift),
-            "content": src.content[start:end].astype(np.float32),
+            "content": content[start:end].astype(np.float32),
             "f0": f0_i,
             "voiced": voiced,
             "loudness": src.loudness[start:end],
             "speaker": self.voices[tgt.voice] if speaker is None else speaker,
         }
 
+    def draw(self, rng: random.Random, length: int) -> dict[str, np.ndarray]:
+        """One random training item (a crop of `length` frames)."""
+        src, tgt = self.pair(rng)
+        n = min(src.frames, tgt.frames)
+        start = rng.randrange(max(1, n - length + 1))
+        shift = 0.0
+        if self.aug_shift_max > 0 and rng.random() < self.aug_shift_prob:
+            shift = rng.uniform(-self.aug_shift_max, self.aug_shift_max)
+        spk, timbre = self.speaker(rng, tgt)
+        perturbed = src.real and self.pert_prob > 0 and rng.random() < self.pert_prob
+        return self.item(src, tgt, start, length, shift, spk, timbre, perturbed)
+
     def batch(self, rng: random.Random, size: int, length: int) -> dict[str, torch.Tensor]:
-        items = []
-        for _ in range(size):
-            src, tgt = self.pair(rng)
-            n = min(src.frames, tgt.frames)
-            start = rng.randrange(max(1, n - length + 1))
-            shift = 0.0
-            if self.aug_shift_max > 0 and rng.random() < self.aug_shift_prob:
-                shift = rng.uniform(-self.aug_shift_max, self.aug_shift_max)
-            spk, timbre = self.speaker(rng, tgt)
-            items.append(self.item(src, tgt, start, length, shift, spk, timbre))
-        return collate(items)
+        return collate([self.draw(rng, length) for _ in range(size)])
+
+
+class MixedDataset:
+    """Items drawn from several feature caches in fixed proportions; the voices are the first cache's."""
+
+    def __init__(self, datasets: list[FeatureDataset], weights: list[float]):
+        self.datasets, self.weights = datasets, weights
+        first = datasets[0]
+        self.voices, self.voice_names = first.voices, first.voice_names
+        self.pair, self.item = first.pair, first.item  # validation audio comes from the first cache
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
+
+    def batch(self, rng: random.Random, size: int, length: int) -> dict[str, torch.Tensor]:
+        picks = rng.choices(self.datasets, weights=self.weights, k=size)
+        return collate([d.draw(rng, length) for d in picks])
+
+
+def _all_real(root: Path) -> bool:
+    """A cache of real recordings only has no virtual voices to load (timbres are for the corpus)."""
+    try:
+        return all(u.get("real", False) for u in json.loads((root / "index.json").read_text())["utterances"])
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -113,12 +113,16 @@ class HiFiGAN(nn.Module):
         )
         self.conv_post = nn.Conv1d(ch0 // 2 ** len(self.ups), 1, 7, 1, padding=3)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, excite: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """`excite(i, x)`, when given, replaces the output x of upsampling stage i (the NSF source enters there)."""
         if mel.dim() == 2:
             mel = mel.unsqueeze(0)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
+            if excite is not None:
+                x = excite(i, x)
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             xs = blocks[0](x)
             for block in blocks[1:]:

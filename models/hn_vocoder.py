@@ -106,9 +106,11 @@ class HNNet(nn.Module):
         return dist * gain, noise
 
 
-def _as_f0(f0, n: int, name: str = "f0") -> torch.Tensor:
+def as_f0(f0, n: int, vocoder: str = "hn") -> torch.Tensor:
+    """f0 per mel frame (Hz) as a float32 CPU tensor; one clear error when it is missing or does not fit."""
+    name = "f0"
     if f0 is None:
-        raise ComoliveError("the hn vocoder is driven by f0: pass f0 (Hz per mel frame, 0 = unvoiced)")
+        raise ComoliveError(f"the {vocoder} vocoder is driven by f0: pass f0 (Hz per mel frame, 0 = unvoiced)")
     f = torch.as_tensor(np.asarray(f0, dtype=np.float32) if not torch.is_tensor(f0) else f0).float().cpu()
     if f.shape[-1] != n:
         raise ComoliveError(f"{name} has {f.shape[-1]} frames but the mel has {n}")
@@ -180,7 +182,7 @@ class HNVocoder:
         """mel [80, T] or [B, 80, T], f0 [T] or [B, T] Hz -> audio [T * hop] or [B, T * hop]."""
         batched = mel.dim() == 3
         m = (mel if batched else mel[None]).float().cpu()
-        f = _as_f0(f0, m.shape[-1])
+        f = as_f0(f0, m.shape[-1])
         f = f if f.dim() == 2 else f[None].expand(m.shape[0], -1)
         y = self.model(m, f)
         y = y if batched else y[0]
@@ -294,7 +296,7 @@ class HNStream:
         m = m if m.dim() == 3 else m[None]
         if m.shape[0] != 1:
             raise ComoliveError("the hn stream takes one signal at a time (mel [80, n])")
-        f = _as_f0(f0, m.shape[-1]).reshape(1, -1)
+        f = as_f0(f0, m.shape[-1]).reshape(1, -1)
         if m.shape[-1] == 0:
             return torch.zeros(0)
         self._f0.push(f)

@@ -361,8 +361,10 @@ class Parallel(Stream):
 # ----------------------------------------------------------------------------- HiFi-GAN
 
 
-def _hifigan_stream(model: HiFiGAN) -> Sequential:
-    """The HiFiGAN.forward graph as streaming stages sharing the model's weights (same op order)."""
+def hifigan_stream(model: HiFiGAN, after_up: Callable[[int], Stream | None] | None = None) -> Sequential:
+    """The HiFiGAN.forward graph as streaming stages sharing the model's weights (same op order).
+
+    `after_up(i)` may return a stage inserted after upsampling stage i (the streamed `excite` hook)."""
 
     def resblock(block) -> Stream:
         pairs = []
@@ -386,6 +388,9 @@ def _hifigan_stream(model: HiFiGAN) -> Sequential:
     for i, up in enumerate(model.ups):
         stages.append(Pointwise(lambda x: F.leaky_relu(x, LRELU_SLOPE)))
         stages.append(StreamConvTranspose1d(up))
+        extra = after_up(i) if after_up is not None else None
+        if extra is not None:
+            stages.append(extra)
         stages.append(Parallel([resblock(b) for b in model.resblocks[i * k : (i + 1) * k]], mean_of(k)))
     stages += [Pointwise(F.leaky_relu), StreamConv1d(model.conv_post), Pointwise(torch.tanh)]
     return Sequential(*stages)
@@ -405,7 +410,7 @@ class StreamingHiFiGAN:
         self.hop_length = model.hop_length
         self.sample_rate = model.sample_rate
         self.n_mels = model.config.n_mels
-        self.net = _hifigan_stream(model)
+        self.net = hifigan_stream(model)
         self._batched = False
         self.delay_samples = self.net.out_delay(0)  # 3258 for V1 universal
         self.lookahead_frames = -(-self.delay_samples // self.hop_length)  # 13 for V1 universal

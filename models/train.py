@@ -21,7 +21,7 @@ from models.checkpoint import (load_checkpoint, load_into, load_optimizer_tensor
                                save_checkpoint)
 from models.config import RunConfig
 from models.consistency import ConsistencyDistiller
-from models.dataset import FeatureDataset, collate
+from models.dataset import FeatureDataset, MixedDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
 from models.errors import ComoliveError
 from models.voice_model import VoiceModel
@@ -42,10 +42,18 @@ class TrainingRun:
         torch.manual_seed(tc.seed)
         self.rng = random.Random(tc.seed)
         aug = (tc.aug_shift_prob, tc.aug_shift_max)
-        self.data = FeatureDataset(feats_dir, "train", tc.parallel_prob, aug, tc.exclude_voices,
-                                   tc.utt_speaker_prob, tc.timbre_prob)
+        dirs = [d for d in str(feats_dir).split(",") if d]  # several caches: mixed by tc.data_weights
+        sets = [FeatureDataset(d, "train", tc.parallel_prob, aug, tc.exclude_voices, tc.utt_speaker_prob,
+                               tc.timbre_prob, tc.pert_prob) for d in dirs]
+        if len(sets) > 1:
+            weights = tc.data_weights or [1.0] * len(sets)
+            if len(weights) != len(sets):
+                raise ComoliveError(f"data_weights has {len(weights)} values for {len(sets)} feature folders")
+            self.data = MixedDataset(sets, weights)
+        else:
+            self.data = sets[0]
         try:
-            self.val = FeatureDataset(feats_dir, "heldout", tc.parallel_prob, exclude_voices=tc.exclude_voices)
+            self.val = FeatureDataset(dirs[0], "heldout", tc.parallel_prob, exclude_voices=tc.exclude_voices)
         except ComoliveError:
             self.val = None
         self.step = 0

@@ -1,6 +1,8 @@
-"""Training the "hn" vocoder on real audio: `main.py train-vocoder CORPUS RUN` and `main.py export-vocoder`.
+"""Training the "hn" vocoder on real audio: `main.py train-vocoder DATA RUN` and `main.py export-vocoder`.
 
-Data: the synthetic corpus's train split (wav + exact f0 per rendition; models/corpus/build.py).
+Data: the synthetic corpus's train split (wav + exact f0 per rendition; models/corpus/build.py), or
+comma-separated feature folders of `main.py preprocess` (audio, mel and extracted f0 per utterance, real
+recordings and corpus alike; one utterance in 40 kept for the held-out loss).
 Every rendition is loaded once; its log-mel (models/mel.py, what the vocoder will be fed) and its
 f0 moved onto the mel frame grid (frame centres, engine/frames.py) are computed at load time.
 A training example is `segment_frames` frames of audio plus `context_frames` of left context for
@@ -108,6 +110,53 @@ def load_split(corpus: str | Path, split: str, analyzer: MelAnalyzer) -> list[Cl
     return [Clip(w, analyzer) for w in wavs]
 
 
+class FeatureClip:
+    """One preprocessed utterance in memory: audio [N], log-mel [80, T], f0 [T]."""
+
+    def __init__(self, npz: Path):
+        with np.load(npz) as z:
+            if "audio" not in z:
+                raise ComoliveError(f"{npz}: no audio stored (preprocess again with this version)")
+            self.audio = torch.from_numpy(z["audio"].astype(np.float32) / 32767.0)
+            self.mel = torch.from_numpy(z["mel"].astype(np.float32))
+            self.f0 = torch.from_numpy(z["f0"].astype(np.float32))
+        self.frames = min(self.mel.shape[-1], len(self.f0), len(self.audio) // 256)
+
+
+def load_feature_clips(dirs: list[str | Path], val_every: int) -> tuple[list[FeatureClip], list[FeatureClip]]:
+    """Train utterances of every folder, one in `val_every` set aside for the held-out loss."""
+    train, val = [], []
+    for d in map(Path, dirs):
+        try:
+            index = json.loads((d / "index.json").read_text())
+        except (OSError, ValueError):
+            raise ComoliveError(f"{d}: not a feature folder (run `main.py preprocess DATASET {d}` first)") from None
+        items = [u for u in index["utterances"] if u["split"] == "train"]
+        for i, u in enumerate(items):
+            (val if i % val_every == val_every // 2 else train).append(FeatureClip(d / u["path"]))
+    if not train:
+        raise ComoliveError("no training utterances in " + ", ".join(map(str, dirs)))
+    return train, val
+
+
+def load_clips(data: str | Path, analyzer: MelAnalyzer, val_every: int = 40) -> tuple[list, list]:
+    """(train, held-out) clips of comma-separated folders: a corpus (its train and held-out splits, exact f0)
+    or a feature folder of `preprocess` (one utterance in `val_every` held out)."""
+    train, val = [], []
+    for part in (p for p in str(data).split(",") if p):
+        if (Path(part) / "index.json").exists():
+            t, v = load_feature_clips([part], val_every)
+        else:
+            t = load_split(part, "train", analyzer)
+            try:
+                v = load_split(part, "heldout", analyzer)
+            except ComoliveError:
+                v = []
+        train += t
+        val += v
+    return train, val
+
+
 class MultiResSTFTLoss:
     """Mean over resolutions of L1(|S| - |Ŝ|) + L1(log|S| - log|Ŝ|), Hann windows, hop = n_fft / 4."""
 
@@ -164,6 +213,8 @@ def render_batch(model: HNVocoderModel, batch: dict, context: int) -> torch.Tens
 class VocoderTrainingRun:
     """The loop: AdamW, warm-up + cosine lr, gradient clipping, periodic held-out loss and checkpoints."""
 
+    desc = "hn vocoder"
+
     def __init__(self, corpus: str | Path, run_dir: str | Path, model_cfg: HNConfig, cfg: VocoderTrainConfig,
                  resume: bool = False, progress: bool = True):
         self.corpus, self.run_dir, self.cfg, self.progress = Path(corpus), Path(run_dir), cfg, progress
@@ -187,18 +238,16 @@ class VocoderTrainingRun:
             load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
             self.rng = random.Random(cfg.seed * 1_000_003 + self.step)
-        analyzer = MelAnalyzer()
-        self.train = Batcher(load_split(self.corpus, "train", analyzer), cfg.segment_frames, cfg.context_frames,
-                             model_cfg.hop_length)
-        try:
-            self.val = Batcher(load_split(self.corpus, "heldout", analyzer), cfg.segment_frames, cfg.context_frames,
-                               model_cfg.hop_length)
-        except ComoliveError:
-            self.val = None
+        train, val = load_clips(self.corpus, MelAnalyzer())
+        self.train = Batcher(train, cfg.segment_frames, cfg.context_frames, model_cfg.hop_length)
+        self.val = Batcher(val, cfg.segment_frames, cfg.context_frames, model_cfg.hop_length) if val else None
         self.loss_fn = MultiResSTFTLoss(cfg.fft_sizes)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(
             _toml({"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(cfg)}))
+
+    def trainable(self) -> list[torch.Tensor]:
+        return list(self.model.parameters())
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
@@ -238,7 +287,7 @@ class VocoderTrainingRun:
             writer = csv.writer(log)
             if new_log:
                 writer.writerow(["step", "loss", "val_loss", "lr", "steps_per_s", "time"])
-            bar = tqdm(total=c.steps, initial=self.step, desc="hn vocoder", disable=not self.progress,
+            bar = tqdm(total=c.steps, initial=self.step, desc=self.desc, disable=not self.progress,
                        dynamic_ncols=True, mininterval=2.0)
             t0, window, ema = time.time(), [], None
             self.model.train()
@@ -252,7 +301,7 @@ class VocoderTrainingRun:
                         raise ComoliveError(f"training diverged at step {self.step} (loss {loss.item()}); lower the lr")
                     self.opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(self.trainable(), c.grad_clip)
                     self.opt.step()
                     self.step += 1
                     ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()

@@ -1,5 +1,8 @@
 """Vocoders by name: one interface for whole-file and streamed mel -> audio, whatever the architecture.
 
+Names: "nsf" (NSF HiFi-GAN, the offline and CUDA default), "hifigan" (the V1 universal, pitch from the mel),
+"hn" (compact harmonic-plus-noise, the CPU live default), "hn-causal" (hn with no right context).
+
 A vocoder takes the model's log-mel (models/mel.py: 22 050 Hz, hop 256, 80 bins) and the f0 of the same
 frames (Hz, 0 = unvoiced, on the frame grid of engine/frames.py). Vocoders that do not use f0 ignore it;
 f0-driven ones (harmonic-plus-noise, neural source-filter) take their pitch from it exactly.
@@ -20,6 +23,7 @@ import torch
 
 from models.device import pick_device
 from models.errors import ComoliveError
+from models.hn_vocoder import as_f0
 
 
 class VocoderStream(Protocol):
@@ -89,6 +93,37 @@ class _HiFiGANStream:
         self._s.reset()
 
 
+class NSFVocoder:
+    """NSF HiFi-GAN (models/nsf_hifigan.py): the V1 with a harmonic source from our f0, the offline default."""
+
+    name = "nsf"
+    pitch_from_f0 = True
+
+    def __init__(self, device: str | torch.device | None = None, path=None):
+        from models.nsf_hifigan import load_nsf
+
+        self.device = pick_device(device) if not isinstance(device, torch.device) else device
+        self.model = load_nsf(path, self.device)
+        self.sample_rate = self.model.sample_rate
+        self.hop_length = self.model.hop_length
+        self.n_mels = self.model.base.config.n_mels
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor, f0=None) -> torch.Tensor:
+        """mel [80, T] or [B, 80, T], f0 [T] or [B, T] Hz -> audio [T * hop] or [B, T * hop]."""
+        batched = mel.dim() == 3
+        m = (mel if batched else mel[None]).to(self.device)
+        f = as_f0(f0, m.shape[-1], self.name)
+        f = f if f.dim() == 2 else f[None].expand(m.shape[0], -1)
+        y = self.model(m, f)
+        return y if batched else y[0]
+
+    def stream(self):
+        from models.nsf_hifigan import NSFStream
+
+        return NSFStream(self.model)
+
+
 def _hn_vocoder(device: str | torch.device | None = None) -> Vocoder:
     """The compact f0-driven harmonic-plus-noise vocoder (models/hn_vocoder.py), the live default on a CPU."""
     from models.hn_vocoder import HNVocoder
@@ -103,7 +138,7 @@ def _hn_causal_vocoder(device: str | torch.device | None = None) -> Vocoder:
     return HNVocoder(device=device, path=PRETRAINED_CAUSAL, name="hn-causal")
 
 
-_FACTORIES = {"hifigan": HiFiGANVocoder, "hn": _hn_vocoder, "hn-causal": _hn_causal_vocoder}
+_FACTORIES = {"nsf": NSFVocoder, "hifigan": HiFiGANVocoder, "hn": _hn_vocoder, "hn-causal": _hn_causal_vocoder}
 VOCODERS = tuple(_FACTORIES)
 
 
@@ -116,11 +151,19 @@ def load_vocoder(name: str = "hifigan", device: str | torch.device | None = None
 
 
 def default_live_vocoder(device: str | torch.device | None = None) -> str:
-    """The vocoder for live use: "hn" on a CPU (fits the real-time budget), "hifigan" on CUDA (best quality)."""
+    """The vocoder for live use: "hn" on a CPU (fits the real-time budget), "nsf" on CUDA (best quality)."""
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    return "hifigan" if dev.type == "cuda" else "hn"
+    return "nsf" if dev.type == "cuda" else "hn"
 
 
 def default_offline_vocoder(device: str | torch.device | None = None) -> str:
-    """The vocoder for offline conversion: the HiFi-GAN V1 everywhere (quality first)."""
-    return "hifigan"
+    """The vocoder for offline conversion: the NSF HiFi-GAN everywhere (quality first, pitch from f0)."""
+    return "nsf"
+
+
+def pitch_note(vocoder: Vocoder) -> str | None:
+    """What to tell a user who picked a vocoder that does not take its pitch from f0."""
+    if vocoder.pitch_from_f0:
+        return None
+    return (f"note: the {vocoder.name} vocoder reads pitch from the mel the decoder draws, so the melody can drift "
+            f"off the input's; 'nsf' (the default) and 'hn' sing the f0 exactly")

@@ -6,5 +6,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 mkdir -p out
-.venv/bin/python main.py convert assets/demo_phrase.wav out/demo_converted.wav --force "$@"
+.venv/bin/python main.py convert assets/demo_phrase.wav out/demo_converted.wav --force --check-pitch "$@"
 echo "listen: out/demo_converted.wav (input: assets/demo_phrase.wav)"
