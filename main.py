@@ -203,6 +203,18 @@ def cmd_eval(a: argparse.Namespace) -> None:
     systems = parse_systems(a.systems)
     skip = tuple(s for s in (a.skip or "").split(",") if s)
     common = dict(model=a.model, systems=systems, device=a.device, skip=skip, plots_dir=a.plots, vocoder=a.vocoder)
+    if a.real:
+        if a.corpus or a.source_dir:
+            raise _error("give --real DIR alone (not with a CORPUS or --source-dir)")
+        from engine.eval_real import evaluate_real, print_real_report
+
+        doc = evaluate_real(a.real, model=a.model, vocoder=a.vocoder, device=a.device, pairs=a.pairs,
+                            live=not a.no_live)
+        print_real_report(doc)
+        if a.json:
+            Path(a.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            print(f"wrote {a.json}")
+        return
     if a.source_dir:
         if a.corpus:
             raise _error("give either a CORPUS or --source-dir, not both")
@@ -226,7 +238,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         doc = evaluate_parallel(a.corpus, max_pairs=a.pairs, max_seconds=a.max_seconds, **common)
         print(f"held-out parallel split of {a.corpus}: {doc['inputs']['pairs']} conversions (voice A -> voice B)")
     else:
-        raise _error("eval needs a CORPUS folder or --source-dir DIR --voice V")
+        raise _error("eval needs a CORPUS folder, --source-dir DIR --voice V, or --real DIR")
     print_report(doc, per_file=not a.summary_only)
     if a.plots:
         print(f"plots: {', '.join(doc.get('plots', []))}")
@@ -356,10 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "default: the model's own d-vector of the voice")
     ev.add_argument("--key", type=_key, default=0.0, help="key shift for --source-dir (semitones)")
     ev.add_argument("--vocoder", default="nsf", help="vocoder of every system: nsf (default), hn, hn-causal or hifigan")
+    ev.add_argument("--real", default=None, metavar="DIR",
+                    help="held-out real voices of a MANIFEST.tsv folder: fixed sung sources converted zero-shot to "
+                         "other held-out singers (singing and speech references, key 0 and register key)")
+    ev.add_argument("--no-live", action="store_true", help="with --real: leave out the live-session rows")
     ev.add_argument("--zero-shot", action="store_true",
                     help="with CORPUS: voices from reference clips, trained vs never-trained voices")
     ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
-    ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions (parallel split)")
+    ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions (parallel split, --real)")
     ev.add_argument("--max-seconds", type=float, default=None, help="crop each pair to this length (parallel split)")
     ev.add_argument("--skip", default=None, help="metrics to leave out: mcd,dnsmos,cer,stream")
     ev.add_argument("--plots", default=None, help="folder for PNG plots (pitch, spectrograms, metric bars)")

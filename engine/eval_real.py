@@ -22,7 +22,8 @@ manifest alone, so runs of different models, vocoders or devices compare like wi
     session fed the whole file block by block (engine.stream_session.run_offline, the computation the
     live loop and `stream` run), at the session's default block and noise gate, with the input gain the
     offline level normalisation computes for the file (a singer whose input level is set right).
-  - level_db: active level of the output minus that of the source (0 = the loudness is kept).
+  - level_db: active level of the output minus that of the source (0 = the loudness is kept; offline
+    conversion matches its input's level by design, so there it is a check, live it is a measurement).
 """
 from __future__ import annotations
 
@@ -148,3 +149,215 @@ def register_key(ref_f0: float, source_f0: float) -> float:
 
 def _median_f0(f0: np.ndarray) -> float:
     return float(np.median(f0[f0 > 0])) if (f0 > 0).any() else 0.0
+
+
+# ------------------------------------------------------------------------------- converting and measuring
+@dataclass
+class SourceClip:
+    path: str
+    wav: np.ndarray          # at the file's own rate
+    sr: int
+    f0: np.ndarray           # Harvest
+    embedding: np.ndarray
+    dnsmos_ovrl: float
+    level_db: float
+
+
+@dataclass
+class TargetReference:
+    reference: Reference
+    f0_median: float         # Harvest, Hz (0 when unvoiced)
+
+
+class RealMeter:
+    """The converter, the metric models, and caches: each clip is loaded, embedded and tracked once."""
+
+    def __init__(self, real_dir: Path, model=None, vocoder: str = "nsf", device: str | None = None,
+                 notes: list[str] | None = None):
+        self.real_dir = Path(real_dir)
+        self.model = None if model is None else str(model)
+        self.conv = Converter(model=model, device=device, vocoder=vocoder)
+        self.spk = SpeakerEncoder(device=self.conv.device)
+        self.mos = DNSMOS()
+        self.harvest = make_pitch_extractor("harvest")
+        self.notes = [] if notes is None else notes
+        self._sources: dict[str, SourceClip] = {}
+        self._targets: dict[str, np.ndarray | None] = {}
+        self._refs: dict[str, TargetReference | None] = {}
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        tqdm.write(f"note: {text}", file=sys.stderr)
+
+    def load(self, rel: str) -> tuple[np.ndarray, int]:
+        return load_audio(self.real_dir / rel)
+
+    def dnsmos(self, wav: np.ndarray, sr: int) -> float:
+        return self.mos.score(wav, sr)["dnsmos_ovr"]
+
+    def source(self, rel: str) -> SourceClip:
+        if rel not in self._sources:
+            wav, sr = self.load(rel)
+            self._sources[rel] = SourceClip(rel, wav, sr, self.harvest.extract_from(wav, sr), self.spk.embed(wav, sr),
+                                            self.dnsmos(wav, sr), active_level_db(wav, sr))
+        return self._sources[rel]
+
+    def target(self, speaker: str, clips: list[str]) -> np.ndarray | None:
+        """Mean d-vector of the target's measuring clips (None, with a note, when they hold too little voice)."""
+        if speaker not in self._targets:
+            try:
+                self._targets[speaker] = self.spk.embed_many([self.load(c) for c in clips])
+            except AudioInputError as e:
+                self.note(f"{speaker} is no target: no d-vector from {', '.join(clips)} ({e})")
+                self._targets[speaker] = None
+        return self._targets[speaker]
+
+    def reference(self, rel: str, max_seconds: float) -> TargetReference | None:
+        """The zero-shot target from the clip's first max_seconds (None, with a note, when it is refused)."""
+        if rel not in self._refs:
+            wav, sr = self.load(rel)
+            wav = wav[: int(max_seconds * sr)]
+            try:
+                ref = reference_from_audio(self.spk, [(wav, sr, rel)])
+            except AudioInputError as e:
+                self.note(f"reference not used: {e}")
+                self._refs[rel] = None
+            else:
+                for w in ref.warnings:
+                    self.note(f"reference warning: {w}")
+                self._refs[rel] = TargetReference(ref, _median_f0(self.harvest.extract_from(wav, sr)))
+        return self._refs[rel]
+
+    def live_config(self, src: SourceClip, reference: Reference, key: float):
+        from engine.stream_session import SessionConfig
+
+        gain = normalize_level(src.wav, src.sr)[1]
+        return SessionConfig(sample_rate=int(src.sr), model=self.model, reference=reference, key=float(key),
+                             vocoder=self.conv.vocoder.name, device=str(self.conv.device),
+                             input_gain_db=20.0 * math.log10(gain))
+
+    def convert(self, path: str, src: SourceClip, reference: Reference, key: float) -> np.ndarray:
+        if path == "offline":
+            return self.conv.convert(src.wav, src.sr, key=key, reference=reference).audio
+        from engine.stream_session import run_offline
+
+        return np.asarray(run_offline(self.live_config(src, reference, key), src.wav, src.sr), np.float32)
+
+    def measure(self, out: np.ndarray, src: SourceClip, key: float, target: np.ndarray) -> dict:
+        row = cents_error(self.harvest.extract_from(out, src.sr), expected_f0(src.f0, key))
+        try:
+            e = self.spk.embed(out, src.sr)
+        except AudioInputError as err:  # e.g. an output gated to near silence
+            self.note(f"{src.path}, key {key:+g}: no speaker similarity ({err})")
+        else:
+            row["sim_target"], row["sim_source"] = cosine(e, target), cosine(e, src.embedding)
+            row["target_gain"] = row["sim_target"] - cosine(src.embedding, target)
+        row["dnsmos_ovrl"] = self.dnsmos(out, src.sr)
+        row["source_dnsmos_ovrl"] = src.dnsmos_ovrl
+        row["level_db"] = active_level_db(out, src.sr) - src.level_db
+        return row
+
+
+def _pair_rows(meter: RealMeter, pair: dict, live: bool, max_ref_s: float, bar: tqdm) -> list[dict]:
+    """Every conversion of one pair: each reference at key 0 and at the register key, offline and
+    (singing reference) live; a key that comes out the same twice is converted once."""
+    src = meter.source(pair["source"])
+    target = meter.target(pair["target_speaker"], pair["measure"])
+    if target is None:
+        return []
+    base = {"pair": pair["pair"], "source": pair["source"], "target": pair["target_speaker"]}
+    rows = []
+    for kind, rel in pair["references"].items():
+        ref = meter.reference(rel, max_ref_s)
+        if ref is None:
+            continue
+        keys = {"0": 0.0, "register": register_key(ref.f0_median, _median_f0(src.f0))}
+        for path in PATHS[: 2 if live and kind == "singing" else 1]:
+            done: dict[float, dict] = {}
+            for mode, key in keys.items():
+                bar.set_postfix_str(f"pair {pair['pair']}: {path}, {kind} reference, key {key:+g}")
+                if key not in done:
+                    done[key] = meter.measure(meter.convert(path, src, ref.reference, key), src, key, target)
+                rows.append({**base, "path": path, "reference": kind, "reference_clip": rel, "key": mode,
+                             "semitones": key, **done[key]})
+                bar.update()
+    return rows
+
+
+# ------------------------------------------------------------------------------- the report
+def _aggregate(rows: list[dict], key: str, fn) -> float:
+    vals = [r[key] for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    return float(fn(vals)) if vals else float("nan")
+
+
+def summarise_real(conversions: list[dict]) -> list[dict]:
+    """One row per (path, reference, key): median f0 error over conversions, means of the rest."""
+    out = []
+    for path in PATHS:
+        for kind in REFERENCE_KINDS:
+            for mode in KEY_MODES:
+                rs = [r for r in conversions if (r["path"], r["reference"], r["key"]) == (path, kind, mode)]
+                if not rs:
+                    continue
+                s = {"path": path, "reference": kind, "key": mode, "n": len(rs),
+                     "f0_cents_median": _aggregate(rs, "f0_cents_median", np.median)}
+                s.update({k: _aggregate(rs, k, np.mean) for k in MEAN_METRICS})
+                out.append(s)
+    return out
+
+
+def _inputs(real_dir: Path, plan: list[dict], ref_seconds: tuple[float, float], live: bool) -> dict:
+    inputs = {"real_dir": str(real_dir), "split": "heldout", "pairs": plan, "ref_seconds": list(ref_seconds),
+              "live": live,
+              "target_similarity": "cosine with the mean d-vector of the target's other held-out singing clips",
+              "source_similarity": "cosine with the d-vector of the source clip",
+              "target_gain": "sim_target(output) - sim_target(unconverted source)",
+              "expected_f0": "Harvest f0 of the source x key shift (Harvest f0 of the output against it)",
+              "register_key": f"round(12 log2(median f0 of reference / of source)), within +-{MAX_REGISTER_KEY}",
+              "level_db": "active level of the output minus that of the source"}
+    if live:
+        from engine.stream_session import SessionConfig
+
+        d = SessionConfig()
+        inputs["live_session"] = {"block_ms": d.block_ms, "gate_db": d.gate_db, "steps": d.steps,
+                                  "input_gain": "the offline level normalisation's gain for the file"}
+    return inputs
+
+
+def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder: str = "nsf",
+                  device: str | None = None, pairs: int = 12, live: bool = True,
+                  ref_seconds: tuple[float, float] = (3, 10), progress: bool = True) -> dict:
+    """The fixed held-out real-voice evaluation of a MANIFEST.tsv folder (see the module doc)."""
+    real_dir = Path(real_dir)
+    min_s, max_s = float(ref_seconds[0]), float(ref_seconds[1])
+    if pairs < 1:
+        raise ComoliveError(f"pairs must be at least 1, got {pairs}")
+    if not 0 < min_s <= max_s:
+        raise ComoliveError(f"ref_seconds must be (shortest, longest) with 0 < shortest <= longest, got {ref_seconds}")
+    plan = plan_pairs(heldout_rows(real_dir), pairs, (min_s, max_s))
+    notes = [] if len(plan) == pairs else [f"{pairs} pairs asked for; the held-out rows give {len(plan)}"]
+    meter = RealMeter(real_dir, model, vocoder, device, notes)
+    total = sum(2 * len(p["references"]) + (2 if live else 0) for p in plan)
+    bar = tqdm(total=total, desc="real-voice eval", unit="conv", disable=not progress, dynamic_ncols=True,
+               file=sys.stderr)
+    conversions = []
+    for p in plan:
+        conversions += _pair_rows(meter, p, live, max_s, bar)
+    bar.close()
+    doc = {"mode": "real", "model": str(model or "embedded default"), "vocoder": meter.conv.vocoder.name,
+           "device": str(meter.conv.device), "inputs": _inputs(real_dir, plan, (min_s, max_s), live),
+           "notes": notes, "summary": summarise_real(conversions), "conversions": conversions}
+    return clean_numbers(doc)
+
+
+def print_real_report(doc: dict) -> None:
+    pairs = [{"pair": p["pair"], "source": p["source"], "target": p["target_speaker"],
+              "singing_ref": p["references"].get("singing", ""), "speech_ref": p["references"].get("speech", "")}
+             for p in doc["inputs"]["pairs"]]
+    print_table(pairs, ("pair", "source", "target", "singing_ref", "speech_ref"),
+                f"held-out real voices of {doc['inputs']['real_dir']}: {len(pairs)} pairs")
+    print_table(doc["summary"], SUMMARY_COLUMNS,
+                f"{len(doc['conversions'])} conversions (model {doc['model']}, vocoder {doc['vocoder']}, "
+                f"{doc['device']}); f0_cents: median over conversions, the rest: means", headers=HEADERS)
+    for n in doc["notes"]:
+        print(f"note: {n}")

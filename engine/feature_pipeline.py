@@ -42,8 +42,10 @@ class FeaturePipeline:
         return fix_octave_jumps(f0).astype(np.float32)
 
     def content_of(self, wav: np.ndarray, sr: int, t: int) -> np.ndarray:
-        """Content features of a recording on t model frames (as `extract` computes them)."""
-        units = self.content.extract(resample(wav, sr, self.content.sample_rate))
+        """Content features of a recording on t model frames (as `extract` computes them, in a worker thread:
+        with 2 torch threads in the calling thread, Whisper's small torch ops were 4x slower on a busy machine)."""
+        with ThreadPoolExecutor(1) as pool:
+            units = pool.submit(self.content.extract, resample(wav, sr, self.content.sample_rate)).result()
         return align_frames(units, self.content.frame_rate, self.cfg.frame_rate, t, mode="nearest").astype(np.float32)
 
     def extract(self, wav: np.ndarray, sr: int) -> dict[str, np.ndarray]:

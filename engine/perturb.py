@@ -46,7 +46,8 @@ def shift_pitch_and_formants(wav: np.ndarray, sr: int, semitones: float) -> np.n
     if abs(semitones) < 1e-3:
         return wav.astype(np.float32)
     ratio = 2.0 ** (semitones / 12.0)
-    y = resample(wav.astype(np.float32), int(round(sr * ratio)), sr)  # read faster: higher and shorter
+    src_rate = int(round(sr * ratio / 50.0)) * 50  # a rate on a 50 Hz grid keeps the polyphase filter short
+    y = resample(wav.astype(np.float32), src_rate, sr)  # read faster: higher and shorter
     y = librosa.effects.time_stretch(y, rate=len(y) / max(1, len(wav)))
     y = y[:len(wav)] if len(y) >= len(wav) else np.pad(y, (0, len(wav) - len(y)))
     return y.astype(np.float32)

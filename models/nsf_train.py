@@ -42,6 +42,7 @@ class NSFTrainConfig:
     context_frames: int = 8  # mel frames fed on each side of the segment (the loss sees the segment only)
     lr: float = 1e-4
     lr_min: float = 1e-5
+    source_lr_scale: float = 10.0  # the source convolutions start at zero and have far to go
     grad_clip: float = 1.0
     blur_prob: float = 0.5
     blur_max_bins: float = 2.5
@@ -119,7 +120,10 @@ class NSFTrainingRun(VocoderTrainingRun):
         for n, p in self.model.named_parameters():
             p.requires_grad_(n in names)
         self.params = [p for n, p in self.model.named_parameters() if n in names]
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
+        source = [p for n, p in self.model.named_parameters() if n in names and n.startswith("source_convs.")]
+        rest = [p for n, p in self.model.named_parameters() if n in names and not n.startswith("source_convs.")]
+        self.opt = torch.optim.AdamW([{"params": rest}, {"params": source, "lr_scale": cfg.source_lr_scale}],
+                                     lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
         if resume:
             tensors, meta = load_checkpoint(self.run_dir / "last")
             full = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

@@ -295,7 +295,7 @@ class VocoderTrainingRun:
                 while self.step < c.steps:
                     lr = self.lr_at(self.step)
                     for g in self.opt.param_groups:
-                        g["lr"] = lr
+                        g["lr"] = lr * g.get("lr_scale", 1.0)
                     loss = self.loss(self.train.batch(self.rng, c.batch_size))
                     if not torch.isfinite(loss):
                         raise ComoliveError(f"training diverged at step {self.step} (loss {loss.item()}); lower the lr")
