@@ -152,7 +152,7 @@ def cmd_train_vocoder(a: argparse.Namespace) -> None:
         model_cfg, cfg = load_config(a.config)
         if a.steps:
             cfg.steps = a.steps
-        path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume).run()
+        path = VocoderTrainingRun(a.corpus, a.run, model_cfg, cfg, resume=a.resume, init=a.init).run()
     print(f"{a.vocoder} vocoder written to {path}.safetensors")
 
 
@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("corpus", help="corpus folder built by `corpus` (hn only), or feature folders of `preprocess`, "
                                    "comma-separated")
     tv.add_argument("--vocoder", choices=("hn", "nsf"), default="hn", help="which vocoder to train (default hn)")
+    tv.add_argument("--init", default=None, help="hn: start from this saved hn vocoder (e.g. models/pretrained/"
+                                                 "vocoder_hn); nsf always starts from the V1")
     tv.add_argument("run", help="run folder (checkpoints, log.csv)")
     tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
     tv.add_argument("--steps", type=int, default=None, help="override the number of steps")

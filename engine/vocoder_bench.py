@@ -43,7 +43,13 @@ def _test_input(seconds: float, mel: MelAnalyzer) -> tuple[torch.Tensor, torch.T
     return m, f0
 
 
-def _stream_times(voc, mel: torch.Tensor, f0: torch.Tensor, block: int) -> tuple[float, float, list[float]]:
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _stream_times(voc, mel: torch.Tensor, f0: torch.Tensor, block: int, device: str = "cpu"
+                  ) -> tuple[float, float, list[float]]:
     """(wall s, CPU s of this thread, wall s of each push) for one streamed pass."""
     st = voc.stream()
     ts = []
@@ -51,18 +57,21 @@ def _stream_times(voc, mel: torch.Tensor, f0: torch.Tensor, block: int) -> tuple
     for i in range(0, mel.shape[-1], block):
         t0 = time.perf_counter()
         st.push(mel[:, i:i + block], f0[i:i + block])
+        _sync(device)
         ts.append(time.perf_counter() - t0)
     st.flush()
+    _sync(device)
     return time.perf_counter() - t_all, time.thread_time() - c_all, ts
 
 
-def bench_speed(names: tuple[str, ...], seconds: float, repeats: int = 3) -> list[dict]:
+def bench_speed(names: tuple[str, ...], seconds: float, repeats: int = 3, device: str = "cpu") -> list[dict]:
     mel_an = MelAnalyzer()
     mel, f0 = _test_input(seconds, mel_an)
+    mel = mel.to(device)
     audio_s = mel.shape[-1] * mel_an.hop_length / mel_an.sample_rate
     rows = []
     for name in names:
-        voc = load_vocoder(name, "cpu")
+        voc = load_vocoder(name, device)
         reps = repeats if name != "hifigan" else max(1, repeats - 1)
         row = {"vocoder": name, "params": sum(p.numel() for p in _module(voc).parameters())}
         voc(mel, f0)  # warm-up
@@ -70,15 +79,16 @@ def bench_speed(names: tuple[str, ...], seconds: float, repeats: int = 3) -> lis
         for _ in range(reps):
             c0, t0 = time.thread_time(), time.perf_counter()
             voc(mel, f0)
+            _sync(device)
             whole.append(time.perf_counter() - t0)
             whole_cpu.append(time.thread_time() - c0)
         row["whole_s_per_s"] = float(np.median(whole)) / audio_s
         row["whole_cpu_s_per_s"] = float(np.median(whole_cpu)) / audio_s
         for label, block in BLOCKS.items():
-            _stream_times(voc, mel[:, : 4 * block], f0[: 4 * block], block)  # warm-up
+            _stream_times(voc, mel[:, : 4 * block], f0[: 4 * block], block, device)  # warm-up
             totals, cpus, blocks = [], [], []
             for _ in range(reps):
-                total, cpu, ts = _stream_times(voc, mel, f0, block)
+                total, cpu, ts = _stream_times(voc, mel, f0, block, device)
                 totals.append(total)
                 cpus.append(cpu)
                 blocks += ts
@@ -92,6 +102,10 @@ def bench_speed(names: tuple[str, ...], seconds: float, repeats: int = 3) -> lis
         row["lookahead_ms"] = 1e3 * st.delay_samples / mel_an.sample_rate
         rows.append(row)
     return rows
+
+
+def print_block_table(speed: list[dict], title: str = "per pushed block (wall ms)") -> None:
+    _table(title, speed, ["vocoder"] + [f"stream{b}_block_{m}" for b in BLOCKS for m in ("ms", "p50_ms", "p99_ms")])
 
 
 def _module(voc) -> torch.nn.Module:
@@ -210,9 +224,7 @@ def run_vocoder_bench(seconds: float = 10.0, corpus: str | Path | None = "data/c
            "per-block latency", report["speed"],
            ["vocoder", "params", "lookahead_ms", "whole_s_per_s", "stream45ms_s_per_s", "stream90ms_s_per_s",
             "whole_cpu_s_per_s", "stream45ms_cpu_s_per_s", "stream90ms_cpu_s_per_s"])
-    _table("per pushed block (wall ms)", report["speed"],
-           ["vocoder", "stream45ms_block_ms", "stream45ms_block_p50_ms", "stream45ms_block_p99_ms",
-            "stream90ms_block_ms", "stream90ms_block_p50_ms", "stream90ms_block_p99_ms"])
+    print_block_table(report["speed"])
     if corpus is not None and (Path(corpus) / "heldout").is_dir():
         report["quality"] = bench_quality(names, heldout_clips(Path(corpus), clips))
         _quality_table(f"copy synthesis on {len(report['quality']['clips'])} held-out clips of {corpus}",

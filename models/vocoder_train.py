@@ -216,7 +216,7 @@ class VocoderTrainingRun:
     desc = "hn vocoder"
 
     def __init__(self, corpus: str | Path, run_dir: str | Path, model_cfg: HNConfig, cfg: VocoderTrainConfig,
-                 resume: bool = False, progress: bool = True):
+                 resume: bool = False, progress: bool = True, init: str | Path | None = None):
         self.corpus, self.run_dir, self.cfg, self.progress = Path(corpus), Path(run_dir), cfg, progress
         if (self.run_dir / "last.json").exists() and not resume:
             raise ComoliveError(f"{self.run_dir}: already holds a run (use --resume to continue it, or another folder)")
@@ -229,8 +229,15 @@ class VocoderTrainingRun:
         if resume:  # the run's own model config wins over the command line's
             _, meta = load_checkpoint(self.run_dir / "last")
             model_cfg = HNConfig.from_dict(meta["config"])
+        if init is not None and not resume:  # start from a saved hn vocoder (its architecture wins)
+            tensors, meta = load_checkpoint(init)
+            if meta.get("kind") != "hn_vocoder":
+                raise ComoliveError(f"{init}: not an hn vocoder checkpoint")
+            model_cfg = HNConfig.from_dict(meta["config"])
         self.model_cfg = model_cfg
         self.model = HNVocoderModel(model_cfg)
+        if init is not None and not resume:
+            load_into(self.model, {k: v.float() for k, v in tensors.items() if not k.startswith("opt.")}, init)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         if resume:
             tensors, meta = load_checkpoint(self.run_dir / "last")
