@@ -70,6 +70,24 @@ def cmd_convert(a: argparse.Namespace) -> None:
               f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {conv.vocoder.name})")
 
 
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def cmd_voice_add(a: argparse.Namespace) -> None:
+    from engine.voice_add import add_voice, summary
+
+    _, report = add_voice(a.name, a.folder, model=a.model, out=a.out, steps=a.steps, force=a.force,
+                          progress=not a.quiet, work_dir=a.work_dir, device=a.device)
+    print(summary(report))
+
+
 def cmd_voices(a: argparse.Namespace) -> None:
     from models.voice_model import VoiceModel
 
@@ -341,6 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--student-only", action="store_true")
     e.add_argument("--default-voice", default=None)
     e.set_defaults(func=cmd_export)
+
+    vo = sub.add_parser("voice", help="add a voice to a model")
+    vsub = vo.add_subparsers(dest="voice_command", metavar="ACTION", required=True)
+    va = vsub.add_parser("add", help="a new voice from a folder of one singer's recordings "
+                                     "(fine-tunes the one-step decoder; at least 20 s of voice, minutes are better)")
+    va.add_argument("name", help="voice name: letters, digits, '-' and '_'")
+    va.add_argument("folder", help="the singer's recordings (any audio format and rate, sub-folders allowed)")
+    va.add_argument("--out", default=None, help="model file stem to write (default: voices/NAME)")
+    va.add_argument("--steps", type=_count, default=300, help="fine-tuning steps (default 300)")
+    va.add_argument("--force", action="store_true", help="overwrite --out and replace a voice of the same name")
+    va.add_argument("--work-dir", default=None, help="keep the features here; a rerun reuses unchanged files")
+    va.add_argument("--quiet", action="store_true")
+    model_args(va)
+    va.set_defaults(func=cmd_voice_add)
 
     tv = sub.add_parser("train-vocoder", help="train an f0-driven vocoder: hn (compact) or nsf (NSF HiFi-GAN)")
     tv.add_argument("corpus", help="corpus folder built by `corpus` (hn only), or feature folders of `preprocess`, "

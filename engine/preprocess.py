@@ -209,7 +209,11 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
             feats = pipe.extract(seg, sr)
             t = len(feats["f0"])
             mel = mel_fn(torch.from_numpy(feats["wav_model"])[None])[0, :, :t].numpy()
-            emb = spk.embed(seg, sr)
+            try:
+                emb = spk.embed(seg, sr)
+            except ComoliveError as e:  # e.g. too little voice left once the encoder trims silence
+                report.rejected.append((f"{rel}" + (f" (piece {k})" if len(pieces) > 1 else ""), str(e)))
+                continue
             extra = {}
             if src.real:  # content from a timbre-perturbed copy (fixed per utterance: reruns reproduce it)
                 rng = np.random.default_rng(int(sha1[:8], 16) + k)

@@ -44,8 +44,8 @@ class VoiceModel:
                     tensors[prefix + k] = v.half() if half and v.is_floating_point() else v
         for name, vec in self.voices.items():
             tensors["voice." + name] = torch.from_numpy(np.asarray(vec, np.float32))
-        meta = {"format": "comolive-voice-model", "version": 1, "config": self.cfg.to_dict(),
-                "voices": sorted(self.voices), **self.meta, **(extra_meta or {})}
+        meta = {**self.meta, **(extra_meta or {}), "format": "comolive-voice-model", "version": 1,
+                "config": self.cfg.to_dict(), "voices": sorted(self.voices)}
         return save_checkpoint(stem, tensors, meta)
 
     @classmethod
