@@ -36,7 +36,7 @@ from models.vocoder_train import MultiResSTFTLoss, VocoderTrainingRun, _toml, lo
 
 @dataclass
 class NSFTrainConfig:
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 4
     segment_frames: int = 32
     context_frames: int = 8  # mel frames fed on each side of the segment (the loss sees the segment only)
