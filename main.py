@@ -142,9 +142,17 @@ def cmd_distill(a: argparse.Namespace) -> None:
     print(f"one-step student written to {path}.safetensors")
 
 
+def _refuse_overwrite(stem: str, force: bool) -> None:
+    """A model stem's files are never replaced without --force."""
+    existing = [p for p in (Path(stem + ".safetensors"), Path(stem + ".json")) if p.exists()]
+    if existing and not force:
+        raise _error(f"{existing[0]}: already exists (use --force to overwrite)")
+
+
 def cmd_export(a: argparse.Namespace) -> None:
     from models.voice_model import VoiceModel
 
+    _refuse_overwrite(a.out, a.force)
     vm = VoiceModel.load(a.model)
     if a.default_voice:
         vm.speaker(a.default_voice)
@@ -179,6 +187,7 @@ def cmd_export_vocoder(a: argparse.Namespace) -> None:
     from models.nsf_train import export_nsf
     from models.vocoder_train import export_vocoder
 
+    _refuse_overwrite(a.out, a.force)
     src = Path(a.run)
     kind = load_checkpoint(src / "vocoder" if src.is_dir() else src)[1].get("kind")
     out = (export_nsf if kind == "nsf_hifigan" else export_vocoder)(a.run, a.out, half=not a.float32)
@@ -343,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("features", help="feature cache folder from `preprocess`")
         t.add_argument("run", help="run folder (checkpoints, log.csv, validation audio)")
         t.add_argument("--config", default=None, help="TOML config ([model] and [train] sections)")
-        t.add_argument("--steps", type=int, default=None, help="override the number of steps")
+        t.add_argument("--steps", type=_count, default=None, help="override the number of steps (at least 1)")
         t.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
         if name == "distill":
             t.add_argument("--teacher", required=True, help="teacher model stem (RUN/teacher_model)")
@@ -358,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--half", action="store_true", help="store weights as float16")
     e.add_argument("--student-only", action="store_true")
     e.add_argument("--default-voice", default=None)
+    e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     e.set_defaults(func=cmd_export)
 
     vo = sub.add_parser("voice", help="add a voice to a model")
@@ -382,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "vocoder_hn); nsf always starts from the V1")
     tv.add_argument("run", help="run folder (checkpoints, log.csv)")
     tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
-    tv.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    tv.add_argument("--steps", type=_count, default=None, help="override the number of steps (at least 1)")
     tv.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
     tv.set_defaults(func=cmd_train_vocoder)
 
@@ -390,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     xv.add_argument("run", help="run folder of train-vocoder (or a checkpoint stem)")
     xv.add_argument("out", help="output stem, e.g. models/pretrained/vocoder_hn")
     xv.add_argument("--float32", action="store_true", help="keep float32 weights")
+    xv.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     xv.set_defaults(func=cmd_export_vocoder)
 
 

@@ -43,6 +43,7 @@ def _device_spec(name: str | None, kind: str, hostapi: str | None, devices: list
 
 def live_config(s: PanelSettings, devices: list, reference=None):
     from realtime.live import LiveConfig
+    from realtime.recorder import next_take
 
     return LiveConfig(
         session=session_config(s, input_rate(s, devices), reference),
@@ -51,7 +52,8 @@ def live_config(s: PanelSettings, devices: list, reference=None):
         monitor_device=_device_spec(s.monitor_device, "output", s.hostapi, devices),
         hostapi=s.hostapi, sample_rate=s.sample_rate, input_gain_db=s.input_gain_db,
         output_gain_db=s.output_gain_db, monitor_gain_db=s.monitor_gain_db, bypass=s.bypass,
-        record_dir=(s.record_dir if s.record and s.record_dir else None), margin_ms=s.margin_ms or None)
+        record_dir=(str(next_take(s.record_dir)) if s.record and s.record_dir else None),
+        margin_ms=s.margin_ms or None)
 
 
 def input_rate(s: PanelSettings, devices: list) -> int | None:

@@ -84,7 +84,9 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, force: bool = 
     try:
         sf.write(str(tmp), wav, int(sr), subtype="PCM_16", format="WAV")
         os.replace(tmp, p)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError (disk full, /proc, ...)
         tmp.unlink(missing_ok=True)
-        raise ComoliveError(f"{p}: cannot write ({e.strerror or e})") from None
+        text = str(e).strip()
+        reason = getattr(e, "strerror", None) or (text.splitlines()[-1] if text else type(e).__name__)
+        raise ComoliveError(f"{p}: cannot write ({reason})") from None
     return p

@@ -44,13 +44,24 @@ def session_config(a: argparse.Namespace):
     return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
 
 
+def _margin_ms(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, got '{text}'") from None
+    if not 0.0 <= v <= 2000.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2000 ms, got {v:g}")
+    return v
+
+
 def _live_config(a: argparse.Namespace, **extra):
     from realtime.live import LiveConfig
 
     return LiveConfig(session=session_config(a), input_device=getattr(a, "input", None),
                       output_device=getattr(a, "output", None), monitor_device=getattr(a, "monitor", None),
                       hostapi=getattr(a, "hostapi", None), sample_rate=getattr(a, "sample_rate", None),
-                      record_dir=getattr(a, "record", None), margin_ms=getattr(a, "margin_ms", None), **extra)
+                      record_dir=getattr(a, "record", None), record_overwrite=bool(getattr(a, "force", False)),
+                      margin_ms=getattr(a, "margin_ms", None), **extra)
 
 
 def status_line(st) -> str:
@@ -177,8 +188,9 @@ def add_commands(sub, key_type) -> None:
     lv.add_argument("--hostapi", default=None, help="look devices up in this host API only (e.g. JACK, ALSA)")
     lv.add_argument("--sample-rate", type=int, default=None, help="device rate (default: the input's own)")
     lv.add_argument("--record", default=None, metavar="DIR", help="write input.wav and output.wav to DIR")
+    lv.add_argument("--force", action="store_true", help="overwrite input.wav/output.wav already in --record DIR")
     lv.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
-    lv.add_argument("--margin-ms", type=float, default=None,
+    lv.add_argument("--margin-ms", type=_margin_ms, default=None,
                     help="output margin: time a block may take to compute before it is late (default: one block)")
     _session_args(lv, key_type)
     lv.set_defaults(func=cmd_live)

@@ -40,6 +40,7 @@ class LiveConfig:
     monitor_gain_db: float = 0.0
     bypass: bool = False  # output the dry input, delayed by the same latency
     record_dir: str | None = None  # when set, write input.wav and output.wav there
+    record_overwrite: bool = False  # replace input.wav/output.wav already in record_dir (else refuse)
     margin_ms: float | None = None  # output margin; None = one block
     blocksize: int = 0  # device callback size in frames; 0 = the host API's choice (JACK: its period)
     duplex: bool = True  # one duplex stream when input and output are the same device (False: separate streams)
@@ -151,7 +152,7 @@ class LiveLoop:
         if cfg.record_dir:
             from realtime.recorder import Recorder
 
-            self.recorder = Recorder(cfg.record_dir, rate, self.sinks[0].rate)
+            self.recorder = Recorder(cfg.record_dir, rate, self.sinks[0].rate, overwrite=cfg.record_overwrite)
         try:
             self._device_parts = self.backend.open(self)
             # the callbacks are Python: let them have the GIL within 1 ms of asking (default 5 ms, as long

@@ -13,13 +13,29 @@ import numpy as np
 from realtime.ring import InputRing
 
 
+FILES = ("input.wav", "output.wav")
+
+
+def next_take(folder: str | Path) -> Path:
+    """The first FOLDER/take-NNN that does not exist yet: each Start of the panel records a new take."""
+    root = Path(folder)
+    n = 1
+    while (root / f"take-{n:03d}").exists():
+        n += 1
+    return root / f"take-{n:03d}"
+
+
 class Recorder:
-    def __init__(self, folder: str | Path, rate_in: int, rate_out: int, seconds_buffered: float = 4.0):
+    def __init__(self, folder: str | Path, rate_in: int, rate_out: int, seconds_buffered: float = 4.0,
+                 overwrite: bool = False):
         import soundfile as sf
 
         from realtime.devices import DeviceError
 
         self.folder = Path(folder)
+        taken = [f for f in FILES if (self.folder / f).exists()]
+        if taken and not overwrite:
+            raise DeviceError(f"{self.folder / taken[0]}: already exists (use --force to overwrite, or another folder)")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._files = {

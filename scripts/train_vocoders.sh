@@ -25,5 +25,5 @@ for v in "${WHICH[@]}"; do
   resume=""; [ -f "runs/$out/last.json" ] && resume="--resume"
   init=""; [ "$kind" = hn ] && [ -z "$resume" ] && init="--init models/pretrained/$out"  # fine-tune the shipped one
   $PY main.py train-vocoder "$DATA" "runs/$out" --vocoder "$kind" --config "$cfg" $resume $init ${STEPS:+--steps $STEPS}
-  $PY main.py export-vocoder "runs/$out" "models/pretrained/$out"
+  $PY main.py export-vocoder "runs/$out" "models/pretrained/$out" --force
 done

@@ -107,3 +107,34 @@ def test_silent_input(tmp_path):
     p = tmp_path / "silence.wav"
     sf.write(p, np.zeros(44100, np.float32), 44100)
     assert_clean_error(cli("convert", str(p), str(tmp_path / "o.wav")), "silent")
+
+
+def test_nothing_is_overwritten_and_counts_are_checked(tmp_path) -> None:
+    """export/export-vocoder refuse an existing OUT without --force; --steps below 1 is refused at the command
+    line; a recording folder that already holds a take is refused without --force; a failed write leaves no
+    partial file."""
+    import main
+    from models.audio_io import save_audio
+    from models.errors import ComoliveError
+    from realtime.devices import DeviceError
+    from realtime.recorder import Recorder, next_take
+
+    out = tmp_path / "model"
+    assert main.main(["export", "models/pretrained/default", str(out), "--half"]) == 0
+    assert main.main(["export", "models/pretrained/default", str(out), "--half"]) == 2
+    assert main.main(["export", "models/pretrained/default", str(out), "--half", "--force"]) == 0
+    assert main.main(["export-vocoder", "models/pretrained/vocoder_hn", str(out)]) == 2
+    for argv in (["train", "f", "r", "--steps", "0"], ["distill", "f", "r", "--steps", "-1", "--teacher", "t"],
+                 ["train-vocoder", "c", "r", "--steps", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main.main(argv)
+        assert e.value.code == 2
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "output.wav").write_bytes(b"take one")
+    with pytest.raises(DeviceError, match="already exists"):
+        Recorder(tmp_path / "rec", 48000, 48000)
+    assert (tmp_path / "rec" / "output.wav").read_bytes() == b"take one"
+    assert next_take(tmp_path / "rec") == tmp_path / "rec" / "take-001"
+    with pytest.raises(ComoliveError, match="cannot write|not writable"):
+        save_audio("/proc/comolive.wav", np.zeros(100, np.float32), 16000)
+    assert not Path("/proc/comolive.wav.partial").exists()

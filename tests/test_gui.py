@@ -324,8 +324,9 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server, tmp_
         assert w.control.session is not None  # kept for the next start
         import soundfile as sf
 
+        take = sorted((tmp_path / "show").glob("take-*"))[-1]  # each Start records a new take, nothing is overwritten
         for name in ("input.wav", "output.wav"):
-            info = sf.info(str(tmp_path / "show" / name))
+            info = sf.info(str(take / name))
             assert info.samplerate == 48000 and info.duration > 20.0, (name, info.duration)
     finally:
         probe.close()
