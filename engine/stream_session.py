@@ -52,7 +52,9 @@ Level. Offline conversion normalises the whole file to -20 dBFS active level bef
 features and undoes the gain at the end (engine/loudness_norm.py). A live stream cannot know its
 level in advance, so it applies a fixed reference gain (`input_gain_db`, default 0 dB: a singer
 peaking around -10 dBFS with an active level near -20 dBFS matches training) to the features' input
-and divides the output by the same gain, so the output follows the input's level as offline does.
+and divides the output by the same gain. The decoder's own output level drifts from the input's (by a
+few dB, more for high voices), so with `follow_level` (default) the output is also rescaled to the
+input's level by a slow follower (engine/level_follow.py), as offline conversion rescales the whole file.
 
 Noise gate. When the input block level has stayed below gate_db for gate_hold_ms, inference stops
 and the output fades to silence (FADE_MS). The next block above gate_db restarts every stream at time
@@ -77,6 +79,7 @@ import torch
 from engine.content import CONTENT_HOP, CONTENT_SAMPLE_RATE, WhisperContent
 from engine.decoder_stream import Conditioner, DecoderStream
 from engine.feature_stream import LoudnessStream, grid_index
+from engine.level_follow import LevelFollower
 from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream, live_pitch_extractor
 from engine.resample_stream import RationalResampler, StreamResampler
 from models.formant import FORMANT_RANGE, warp_mel_frames
@@ -123,6 +126,7 @@ class SessionConfig:
     gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
     seed: int = 0
     input_gain_db: float = 0.0      # fixed reference gain before feature extraction (see module doc)
+    follow_level: bool = True       # output level follows the input's (engine/level_follow.py)
     pitch_window_s: float | None = None  # pitch window per content chunk; None = 0.16 s (fcpe) or 0.32 s (dio, harvest)
     pitch_right_ms: float = 10.0    # right context of the last pitch frame kept from a window (whole 10 ms frames)
     loudness_lookahead_ms: float | None = None  # None = as training (17.4 ms); less trades onset timing for latency
@@ -287,6 +291,7 @@ class StreamSession:
             raise ComoliveError(f"vocoder {self.vocoder_name!r} works at {self.vocoder.sample_rate} Hz / hop "
                                 f"{self.vocoder.hop_length}, the model at {m.sample_rate} Hz / hop {m.hop_length}")
         self.voc_stream = self.vocoder.stream()
+        self.level = LevelFollower(m.hop_length, m.sample_rate) if cfg.follow_level else None
         self.k_out = max(1, int(round(RESAMPLE_MS * m.sample_rate / 1000.0)))
 
         # latency: bookkeeping of every stage over many blocks
@@ -510,6 +515,8 @@ class StreamSession:
             self._reset()
 
     def _reset(self) -> None:
+        if self.level is not None:
+            self.level.clear()
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
         self.origin = 0            # n_total at which the current stream started
@@ -524,6 +531,8 @@ class StreamSession:
             s.reset()
         if hasattr(self, "out_res"):  # made after the latency plan, which needs the other stages
             self.out_res.reset()
+        if self.level is not None:
+            self.level.restart()
         self._content = np.zeros((0, self.content.dim), np.float32)
         self._c0 = 0
         self._f0raw = np.zeros(0, np.float32)
@@ -631,6 +640,8 @@ class StreamSession:
         cnew = job.result() if job is not None else self.content_stream.push(x16)  # re-raises its error
         laps.lap("content")
         lnew = self.loud.push(x22)
+        if self.level is not None:
+            self.level.feed_input(x22)
 
         # assemble model frames whose features are all final
         self._content = np.concatenate([self._content, cnew]) if len(cnew) else self._content
@@ -648,6 +659,8 @@ class StreamSession:
             if k > 0:
                 y22 = self._decode(i[:k], ci[:k], pi[:k], laps)
         laps.lap("resample")  # loudness and frame assembly are counted with resampling
+        if self.level is not None:
+            y22 = self.level.apply(y22)
         y22 = y22 / np.float32(self.gain)
         self.out_res.push(y22)
         # output samples n (local to the stream) of this block
