@@ -1,7 +1,13 @@
 """Checkpoints: safetensors weights + a JSON of hyper-parameters. Loading never executes code.
 
 A checkpoint is a folder (or a stem) with `<name>.safetensors` and `<name>.json`. Writes are
-atomic (temporary file, fsync, rename), so an interrupted run never leaves a half-written file.
+atomic (temporary file, fsync, rename), so an interrupted run never leaves a half-written file. The
+description is also stored inside the safetensors file's own metadata, and that copy is the one read
+back: weights and their training step are one unit even if a crash falls between the two renames
+(the .json stays as the readable mirror).
+
+Training runs also keep their random state (`rng_tensors`, python's in the description), so a resumed
+run draws what an uninterrupted one would, and `trim_log` drops log rows written after the checkpoint.
 """
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from models.errors import ModelFileError
+
+
+META_KEY = "comolive"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -29,7 +38,8 @@ def save_checkpoint(stem: str | Path, tensors: dict[str, torch.Tensor], meta: di
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(flat, str(p)))
+    text = json.dumps(meta, sort_keys=True)
+    _atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(flat, str(p), metadata={META_KEY: text}))
     _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True)))
     return stem
 
@@ -54,7 +64,45 @@ def load_checkpoint(stem: str | Path, device: str | torch.device = "cpu") -> tup
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ModelFileError(f"{st}: weights contain NaN/inf ({k})")
+    try:
+        with safe_open(str(st), "pt") as f:
+            inner = (f.metadata() or {}).get(META_KEY)
+        if inner is not None:
+            meta = json.loads(inner)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"{st}: corrupted model description ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{js}: not a model description (a JSON object was expected)")
     return tensors, meta
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    """torch's CPU random state as a checkpoint tensor."""
+    return {"rng.torch": torch.get_rng_state()}
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], rng, meta: dict) -> None:
+    """Undo rng_tensors() and put python's generator `rng` back to the state kept in meta["rng_python"]."""
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+    state = meta.get("rng_python")
+    if state is not None:
+        rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
+def python_rng_state(rng) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the rows of a CSV log (first column: step) written after `step` (a resumed run writes them again)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if not ln.split(",", 1)[0].isdigit() or int(ln.split(",", 1)[0]) <= step]
+    if len(keep) != len(lines):
+        path.write_text("".join(keep))
 
 
 def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, load_into, load_optimizer_tensors, optimizer_tensors, save_checkpoint
+from models.checkpoint import load_checkpoint, load_into, load_optimizer_tensors, restore_rng, save_checkpoint
 from models.config import read_config_toml
 from models.errors import ComoliveError
 from models.hifigan import load_universal_hifigan
@@ -127,11 +127,11 @@ class NSFTrainingRun(VocoderTrainingRun):
         if resume:
             tensors, meta = load_checkpoint(self.run_dir / "last")
             full = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            full.update({k: v for k, v in tensors.items() if not k.startswith("opt.")})
+            full.update({k: v for k, v in tensors.items() if not k.startswith(("opt.", "rng."))})
             load_into(self.model, full, self.run_dir / "last")
             load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
-            self.rng = random.Random(cfg.seed * 1_000_003 + self.step)
+            restore_rng(tensors, self.rng, meta)
         train, val = load_clips(",".join(map(str, feature_dirs)), MelAnalyzer(), cfg.val_every)
         hop = self.model.hop_length
         self.train = NSFBatcher(train, cfg.segment_frames, cfg.context_frames, hop)
@@ -161,11 +161,9 @@ class NSFTrainingRun(VocoderTrainingRun):
     def meta(self) -> dict:
         return nsf_meta(self.model_cfg, step=self.step, data=self.corpus, train=dataclasses.asdict(self.cfg))
 
-    def save(self) -> None:
+    def weights(self) -> dict[str, torch.Tensor]:
         state = self.model.state_dict()
-        weights = {k: state[k] for k in self.model.trainable_names()}
-        save_checkpoint(self.run_dir / "last", {**weights, **optimizer_tensors(self.opt)}, self.meta())
-        save_checkpoint(self.run_dir / "vocoder", weights, self.meta())
+        return {k: state[k] for k in self.model.trainable_names()}
 
 
 def export_nsf(run: str | Path, out: str | Path, half: bool = True) -> Path:

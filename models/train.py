@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from models.checkpoint import (load_checkpoint, load_into, load_optimizer_tensors, optimizer_tensors,
-                               save_checkpoint)
+                               python_rng_state, restore_rng, rng_tensors, save_checkpoint, trim_log)
 from models.config import RunConfig
 from models.consistency import ConsistencyDistiller
 from models.dataset import FeatureDataset, MixedDataset, collate
@@ -72,7 +72,8 @@ class TrainingRun:
             self.restore(tensors)
             load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
-            self.rng.seed(tc.seed + self.step)
+            self.rng.seed(tc.seed + self.step)  # checkpoints without a random state
+            restore_rng(tensors, self.rng, meta)
         (self.run_dir / "config.toml").write_text(cfg.to_toml())
 
     def warm_start(self, stem: str | Path) -> None:
@@ -129,8 +130,9 @@ class TrainingRun:
         return batch
 
     def save(self) -> None:
-        meta = {"step": self.step, "kind": self.kind, "config": self.cfg.model.to_dict()}
-        tensors = {**self.weights(), **optimizer_tensors(self.opt)}
+        meta = {"step": self.step, "kind": self.kind, "config": self.cfg.model.to_dict(),
+                "rng_python": python_rng_state(self.rng)}
+        tensors = {**self.weights(), **optimizer_tensors(self.opt), **rng_tensors()}
         save_checkpoint(self.run_dir / "last", tensors, meta)
         self.voice_model().save(self.run_dir / f"{self.kind}_model")
 
@@ -170,6 +172,7 @@ class TrainingRun:
         tc = self.cfg.train
         total = self.total_steps() if max_steps is None else min(self.total_steps(), max_steps)
         log_path = self.run_dir / "log.csv"
+        trim_log(log_path, self.step)
         new_log = not log_path.exists()
         log = open(log_path, "a", newline="")
         writer = csv.writer(log)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from models.audio_io import load_audio
 from models.config import read_config_toml
 from models.checkpoint import (load_checkpoint, load_into, load_optimizer_tensors, optimizer_tensors,
-                               save_checkpoint)
+                               python_rng_state, restore_rng, rng_tensors, save_checkpoint, trim_log)
 from models.errors import ComoliveError
 from models.hn_vocoder import HNConfig, HNVocoderModel, frame_inputs, save_config_meta
 from models.mel import MelAnalyzer
@@ -241,10 +241,12 @@ class VocoderTrainingRun:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
         if resume:
             tensors, meta = load_checkpoint(self.run_dir / "last")
-            load_into(self.model, {k: v for k, v in tensors.items() if not k.startswith("opt.")}, self.run_dir / "last")
+            load_into(self.model, {k: v for k, v in tensors.items() if not k.startswith(("opt.", "rng."))},
+                      self.run_dir / "last")
             load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
-            self.rng = random.Random(cfg.seed * 1_000_003 + self.step)
+            self.rng = random.Random(cfg.seed * 1_000_003 + self.step)  # checkpoints without a random state
+            restore_rng(tensors, self.rng, meta)
         train, val = load_clips(self.corpus, MelAnalyzer())
         self.train = Batcher(train, cfg.segment_frames, cfg.context_frames, model_cfg.hop_length)
         self.val = Batcher(val, cfg.segment_frames, cfg.context_frames, model_cfg.hop_length) if val else None
@@ -281,14 +283,19 @@ class VocoderTrainingRun:
         return save_config_meta(self.model_cfg, step=self.step, corpus=str(self.corpus),
                                 train=dataclasses.asdict(self.cfg))
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.model.state_dict())
+
     def save(self) -> None:
-        weights = {k: v for k, v in self.model.state_dict().items()}
-        save_checkpoint(self.run_dir / "last", {**weights, **optimizer_tensors(self.opt)}, self.meta())
+        weights = self.weights()
+        state = {**weights, **optimizer_tensors(self.opt), **rng_tensors()}
+        save_checkpoint(self.run_dir / "last", state, {**self.meta(), "rng_python": python_rng_state(self.rng)})
         save_checkpoint(self.run_dir / "vocoder", weights, self.meta())
 
     def run(self) -> Path:
         c = self.cfg
         log_path = self.run_dir / "log.csv"
+        trim_log(log_path, self.step)
         new_log = not log_path.exists()
         with open(log_path, "a", newline="") as log:
             writer = csv.writer(log)
@@ -341,7 +348,7 @@ def export_vocoder(run: str | Path, out: str | Path, half: bool = True) -> Path:
     if meta.get("kind") != "hn_vocoder":
         raise ComoliveError(f"{stem}: not an hn vocoder checkpoint")
     model = HNVocoderModel(HNConfig.from_dict(meta["config"]))
-    weights = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(("opt.", "rng."))}
     load_into(model, weights, stem)  # refuse to export something the loader would reject
     if half:
         weights = {k: v.half() for k, v in weights.items()}

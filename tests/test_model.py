@@ -1,6 +1,7 @@
 """The decoder core: EDM teacher training, consistency distillation, deterministic noise, checkpoints."""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -159,3 +160,25 @@ def test_training_can_start_from_a_saved_model(tmp_path):
     other = RunConfig(tiny_model_config(channels=16), tiny_run_config().train)
     with pytest.raises(ComoliveError, match="config differs"):
         TrainingRun(feats, tmp_path / "c", other, progress=False, init=stem)
+
+
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
+    """Weights, optimizer, step and random state travel as one unit: 20 + 20 steps end where 40 steps do,
+    the log has each row once, and a description torn from its weights (a crash between the two renames)
+    does not pair new weights with an old step."""
+    feats = write_tiny_cache(tmp_path / "feats", tiny_model_config())
+    cfg = tiny_run_config(steps=40, checkpoint_every=20, log_every=10)
+    straight = TrainingRun(feats, tmp_path / "a", cfg, progress=False)
+    straight.run()
+    TrainingRun(feats, tmp_path / "b", cfg, progress=False).run(max_steps=20)
+    with open(tmp_path / "b" / "log.csv", "a") as log:  # a row written after the checkpoint, then a crash
+        log.write("30,0.5,0.5,0.0001,1.0,1.0\n")
+    resumed = TrainingRun(feats, tmp_path / "b", cfg, resume=True, progress=False)
+    assert resumed.step == 20
+    resumed.run()
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+    steps = [line.split(",")[0] for line in (tmp_path / "b" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["10", "20", "30", "40"]
+    (tmp_path / "b" / "last.json").write_text(json.dumps({"step": 3, "kind": "teacher"}))
+    assert load_checkpoint(tmp_path / "b" / "last")[1]["step"] == 40

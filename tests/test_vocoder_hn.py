@@ -144,10 +144,10 @@ def test_hn_output_pitch_is_the_given_f0(hn_voc: HNVocoder, analyzer: MelAnalyze
 
 
 def test_vocoders_by_name_and_defaults(hn_voc: HNVocoder) -> None:
-    assert set(VOCODERS) >= {"hifigan", "hn", "hn-causal"}
+    assert set(VOCODERS) >= {"nsf", "hifigan", "hn", "hn-causal"}
     assert (hn_voc.name, hn_voc.sample_rate, hn_voc.hop_length, hn_voc.n_mels) == ("hn", SR, HOP, 80)
     assert load_vocoder(" HN ").name == "hn"
-    assert default_live_vocoder("cpu") == "hn" and default_offline_vocoder("cpu") == "hifigan"
+    assert default_live_vocoder("cpu") == "hn" and default_offline_vocoder("cpu") == "nsf"
     with pytest.raises(ComoliveError, match="unknown vocoder"):
         load_vocoder("wavenet")
     mel = torch.full((80, 12), -5.0)
