@@ -32,14 +32,22 @@ def _formant(text: str) -> float:
     return v
 
 
-def _steps(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"steps must be a whole number, got '{value}'") from None
-    if not 1 <= n <= 200:
-        raise argparse.ArgumentTypeError(f"steps must be between 1 and 200, got {n}")
-    return n
+def _whole(what: str, lo: int, hi: int | None = None):
+    """An argparse type: a whole number in lo..hi (hi None: no upper bound), one clear line otherwise."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got '{value}'") from None
+        if n < lo or (hi is not None and n > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, got {n}")
+        return n
+    return parse
+
+
+_steps = _whole("steps", 1, 200)  # decoder sampling steps
+_count = _whole("the number of steps", 1)  # training steps
 
 
 # ---------------------------------------------------------------------------------------- handlers
@@ -68,16 +76,6 @@ def cmd_convert(a: argparse.Namespace) -> None:
         print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
               f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
               f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {conv.vocoder.name})")
-
-
-def _count(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
 
 
 def cmd_voice_add(a: argparse.Namespace) -> None:

@@ -31,7 +31,7 @@ from models.errors import ComoliveError
 from models.hifigan import load_universal_hifigan
 from models.mel import MelAnalyzer, MelConfig
 from models.nsf_hifigan import NSFConfig, NSFHiFiGAN, nsf_meta
-from models.vocoder_train import MultiResSTFTLoss, VocoderTrainingRun, _toml, load_clips
+from models.vocoder_train import FeatureClip, MultiResSTFTLoss, VocoderTrainingRun, _toml, load_clips
 
 
 @dataclass
