@@ -42,9 +42,9 @@ class NSFTrainConfig:
     context_frames: int = 8  # mel frames fed on each side of the segment (the loss sees the segment only)
     lr: float = 1e-4
     lr_min: float = 1e-5
-    source_lr_scale: float = 10.0  # the source convolutions start at zero and have far to go
+    source_lr_scale: float = 50.0  # the source convolutions start at zero and have far to go
     grad_clip: float = 1.0
-    blur_prob: float = 0.5
+    blur_prob: float = 0.7
     blur_max_bins: float = 2.5
     mel_weight: float = 1.0
     fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256, 128])
