@@ -94,7 +94,7 @@ def test_shipped_nsf_sings_the_given_f0_not_the_mels_pitch(analyzer: MelAnalyzer
     mel = blur_mel(analyzer(torch.from_numpy(wav)[None]), torch.tensor([2.0]))[0]
     out = voc(mel, torch.from_numpy(ramp)).numpy()
     pitch = make_pitch_extractor("fcpe", device="cpu")
-    got = align_frames(pitch.extract(out), pitch.frame_rate, MODEL_FRAME_RATE, n)
+    got = align_frames(pitch.extract_from(out, SR), pitch.frame_rate, MODEL_FRAME_RATE, n)
     inner = slice(10, n - 10)
     err = cents_error(got[inner], ramp[inner])
     assert err["f0_cents_median"] < 10.0, err
