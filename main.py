@@ -63,8 +63,8 @@ def cmd_convert(a: argparse.Namespace) -> None:
     from models.vocoders import pitch_note
 
     conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
-    if pitch_note(conv.vocoder):
-        print(pitch_note(conv.vocoder))
+    if pitch_note(a.vocoder):
+        print(pitch_note(a.vocoder))
     result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler,
                           formant=a.formant, reference=reference)
     save_audio(out, result.audio, result.sample_rate, force=True)

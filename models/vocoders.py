@@ -161,9 +161,12 @@ def default_offline_vocoder(device: str | torch.device | None = None) -> str:
     return "nsf"
 
 
-def pitch_note(vocoder: Vocoder) -> str | None:
-    """What to tell a user who picked a vocoder that does not take its pitch from f0."""
-    if vocoder.pitch_from_f0:
+PITCH_FROM_MEL = ("hifigan",)  # vocoders whose pitch is read from the mel, not from the f0 they are given
+
+
+def pitch_note(name: str | None) -> str | None:
+    """What to tell a user who picked (by name) a vocoder that does not take its pitch from f0."""
+    if str(name or "").strip().lower() not in PITCH_FROM_MEL:
         return None
-    return (f"note: the {vocoder.name} vocoder reads pitch from the mel the decoder draws, so the melody can drift "
+    return (f"note: the {name} vocoder reads pitch from the mel the decoder draws, so the melody can drift "
             f"off the input's; 'nsf' (the default) and 'hn' sing the f0 exactly")

@@ -80,10 +80,18 @@ def dropout_hint(st) -> str:
             "or --margin-ms trades latency for safety")
 
 
+def _vocoder_note(a: argparse.Namespace) -> None:
+    from models.vocoders import pitch_note
+
+    if pitch_note(getattr(a, "vocoder", None)):
+        print(pitch_note(a.vocoder))
+
+
 def cmd_live(a: argparse.Namespace) -> None:
     from realtime.live import LiveLoop
     from realtime.tune import format_budget
 
+    _vocoder_note(a)
     loop = LiveLoop(_live_config(a))
     loop.start()
     try:
@@ -141,6 +149,7 @@ def cmd_stream(a: argparse.Namespace) -> None:
 
     out = check_writable(a.output, a.force)
     wav, sr = load_audio(a.input)
+    _vocoder_note(a)
     t0 = time.perf_counter()
     y, st = run_file(a.input, (wav, sr), session_config(a), fast=a.fast)
     wall = time.perf_counter() - t0

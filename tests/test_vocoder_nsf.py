@@ -18,7 +18,7 @@ from models.hifigan import load_universal_hifigan
 from models.mel import MelAnalyzer
 from models.nsf_hifigan import PRETRAINED, NSFHiFiGAN, NSFStream, load_nsf
 from models.nsf_train import blur_mel
-from models.vocoders import default_live_vocoder, default_offline_vocoder, load_vocoder
+from models.vocoders import default_live_vocoder, default_offline_vocoder, load_vocoder, pitch_note
 from tests.helpers import harmonic
 
 SR, HOP = 22050, 256
@@ -109,6 +109,7 @@ def test_every_offline_default_is_pitch_true() -> None:
         assert load_vocoder(name, "cpu").pitch_from_f0, (argv, name)
     assert load_vocoder(default_offline_vocoder("cpu"), "cpu").pitch_from_f0
     assert default_live_vocoder("cpu") == "hn"
+    assert "pitch from the mel" in pitch_note("hifigan") and pitch_note("nsf") is None and pitch_note(None) is None
 
 
 def test_damaged_nsf_files_are_refused_clearly(tmp_path) -> None:
