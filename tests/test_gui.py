@@ -171,7 +171,8 @@ def test_live_config_from_the_panel_settings():
                       record_dir="/tmp/x", margin_ms=250.0, sample_rate=44100)
     c = live_config(s, devices)
     assert (c.input_device, c.output_device, c.monitor_device) == (2, "system", 3)  # two "system": by name
-    assert c.session.sample_rate == 44100 and c.record_dir == "/tmp/x" and c.margin_ms == 250.0
+    assert c.session.sample_rate == 44100 and c.margin_ms == 250.0
+    assert c.record_dir.startswith("/tmp/x/take-")  # each Start records a new take: nothing is overwritten
 
 
 # ------------------------------------------------------------------------------- live, on JACK dummy devices

@@ -15,6 +15,7 @@ import models.hn_vocoder as hn
 from engine.frames import MODEL_FRAME_RATE, align_frames
 from engine.metrics import cents_error
 from models.audio_io import save_audio
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.errors import ComoliveError, ModelFileError
 from models.hn_vocoder import HNConfig, HNVocoder, HNVocoderModel
 from models.mel import MelAnalyzer
@@ -172,12 +173,11 @@ def test_missing_or_damaged_hn_file_is_a_clear_model_file_error(tmp_path, monkey
     (tmp_path / "v.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="corrupted or truncated"):
         HNVocoder(path=tmp_path / "v")
-    shutil.copy(hn.PRETRAINED.with_suffix(".safetensors"), tmp_path / "v.safetensors")
-    meta = json.loads((tmp_path / "v.json").read_text())
-    (tmp_path / "v.json").write_text(json.dumps({**meta, "kind": "voice_model"}))
+    tensors, meta = load_checkpoint(hn.PRETRAINED)  # crafted descriptions (stored in both files, as saved)
+    save_checkpoint(tmp_path / "v", tensors, {**meta, "kind": "voice_model"})
     with pytest.raises(ModelFileError, match="not an hn vocoder"):
         HNVocoder(path=tmp_path / "v")
-    (tmp_path / "v.json").write_text(json.dumps({**meta, "config": {**meta["config"], "channels": 32}}))
+    save_checkpoint(tmp_path / "v", tensors, {**meta, "config": {**meta["config"], "channels": 32}})
     with pytest.raises(ModelFileError, match="do not fit"):
         HNVocoder(path=tmp_path / "v")
 
