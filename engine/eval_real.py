@@ -40,6 +40,7 @@ from engine.converter import Converter
 from engine.dnsmos import DNSMOS
 from engine.eval_schema import clean_numbers
 from engine.loudness_norm import active_level_db, normalize_level
+from engine.manifest import read_manifest
 from engine.metrics import cents_error, cosine, expected_f0
 from engine.pitch import make_pitch_extractor
 from engine.reference import Reference, reference_from_audio
@@ -48,7 +49,6 @@ from engine.tables import print_table
 from models.audio_io import load_audio
 from models.errors import AudioInputError, ComoliveError
 
-MANIFEST = "MANIFEST.tsv"
 NEEDED_COLUMNS = ("path", "split", "kind", "speaker")
 REFERENCE_KINDS = ("singing", "speech")
 KEY_MODES = ("0", "register")
@@ -76,21 +76,9 @@ def heldout_rows(real_dir: str | Path) -> list[dict]:
     """The manifest's split "heldout" rows, sorted by path ("seconds" as a number); other rows are dropped
     as they are read."""
     real_dir = Path(real_dir)
-    manifest = real_dir / MANIFEST
-    if not manifest.is_file():
-        raise ComoliveError(f"{real_dir}: no {MANIFEST} (expected a real-voice folder: one row per clip with "
-                            f"{', '.join(NEEDED_COLUMNS)}, ...)")
-    lines = manifest.read_text(encoding="utf-8").splitlines()
-    head = lines[0].split("\t") if lines else []
-    missing = [c for c in NEEDED_COLUMNS if c not in head]
-    if missing:
-        raise ComoliveError(f"{manifest}: needs the columns {', '.join(NEEDED_COLUMNS)} (missing {', '.join(missing)})")
-    rows = []
-    for line in lines[1:]:
-        row = dict(zip(head, line.split("\t")))
-        if len(row) == len(head) and row["split"] == "heldout":
-            row["seconds"] = _seconds(real_dir, row)
-            rows.append(row)
+    rows = read_manifest(real_dir, "heldout", NEEDED_COLUMNS)
+    for row in rows:
+        row["seconds"] = _seconds(real_dir, row)
     return sorted(rows, key=lambda r: r["path"])
 
 

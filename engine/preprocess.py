@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from engine.feature_pipeline import FeaturePipeline
 from engine.loudness_norm import active_level_db, normalize_level, slice_on_silence
+from engine.manifest import MANIFEST, read_manifest
 from engine.perturb import perturb_timbre
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
@@ -75,29 +76,13 @@ class Source:
     real: bool = True
 
 
-MANIFEST = "MANIFEST.tsv"
-
-
 def discover_manifest(dataset: Path) -> list[Source]:
     """Rows of DATASET/MANIFEST.tsv with split "train" (held-out rows are never preprocessed)."""
-    lines = (dataset / MANIFEST).read_text().splitlines()
-    head = lines[0].split("\t") if lines else []
-    need = ("path", "split", "speaker")
-    if any(c not in head for c in need):
-        raise ComoliveError(f"{dataset / MANIFEST}: needs the columns {', '.join(need)} (has {', '.join(head)})")
-    col = {c: head.index(c) for c in head}
-    sources = []
-    for line in lines[1:]:
-        row = line.split("\t")
-        if len(row) < len(head) or row[col["split"]] != "train":
-            continue
-        path = dataset / row[col["path"]]
-        kind = row[col["kind"]] if "kind" in col else "singing"
-        sources.append(Source(path, row[col["speaker"]], "train", str(Path(row[col["path"]]).with_suffix("")),
-                              0.0, True, kind))
-    if not sources:
+    rows = read_manifest(dataset, "train")
+    if not rows:
         raise ComoliveError(f"{dataset / MANIFEST}: no rows of split 'train'")
-    return sources
+    return [Source(dataset / r["path"], r["speaker"], "train", str(Path(r["path"]).with_suffix("")), 0.0, True,
+                   r.get("kind", "singing")) for r in rows]
 
 
 def discover(dataset: Path, heldout: float, seed: int = 0) -> list[Source]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from engine.frames import MODEL_FRAME_RATE, MODEL_SAMPLE_RATE, align_frames
+from engine.manifest import read_manifest
 from engine.metrics import cents_error
 from models.audio_io import load_audio, resample
 from models.errors import ComoliveError
@@ -140,13 +141,8 @@ def _dnsmos():
 
 def real_singing_clips(real: Path, n: int = 0) -> list[Path]:
     """Held-out singing of a MANIFEST.tsv folder (rows: path, split, kind, ...), all of it when n is 0."""
-    manifest = Path(real) / "MANIFEST.tsv"
-    if not manifest.exists():
-        raise ComoliveError(f"{real}: no MANIFEST.tsv (expected the real-voice folder)")
-    lines = manifest.read_text().splitlines()
-    col = {c: i for i, c in enumerate(lines[0].split("\t"))}
-    rows = [r.split("\t") for r in lines[1:]]
-    paths = [Path(real) / r[col["path"]] for r in rows if r[col["split"]] == "heldout" and r[col["kind"]] == "singing"]
+    rows = read_manifest(real, "heldout", ("path", "split", "kind"))
+    paths = [Path(real) / r["path"] for r in rows if r["kind"] == "singing"]
     return paths[:n] if n else paths
 
 

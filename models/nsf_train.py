@@ -104,14 +104,7 @@ class NSFTrainingRun(VocoderTrainingRun):
 
     def __init__(self, feature_dirs: list[str | Path], run_dir: str | Path, model_cfg: NSFConfig,
                  cfg: NSFTrainConfig, resume: bool = False, progress: bool = True):
-        self.corpus, self.run_dir, self.cfg, self.progress = ",".join(map(str, feature_dirs)), Path(run_dir), cfg, progress
-        if (self.run_dir / "last.json").exists() and not resume:
-            raise ComoliveError(f"{self.run_dir}: already holds a run (use --resume to continue it, or another folder)")
-        if resume and not (self.run_dir / "last.json").exists():
-            raise ComoliveError(f"{self.run_dir}: nothing to resume (no last checkpoint)")
-        torch.set_num_threads(max(1, cfg.threads))
-        torch.manual_seed(cfg.seed)
-        self.rng, self.step = random.Random(cfg.seed), 0
+        self._open_run(",".join(map(str, feature_dirs)), run_dir, cfg, resume, progress)
         if resume:
             model_cfg = NSFConfig.from_dict(load_checkpoint(self.run_dir / "last")[1]["config"])
         self.model_cfg = model_cfg
@@ -132,7 +125,7 @@ class NSFTrainingRun(VocoderTrainingRun):
             load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
             restore_rng(tensors, self.rng, meta)
-        train, val = load_clips(",".join(map(str, feature_dirs)), MelAnalyzer(), cfg.val_every)
+        train, val = load_clips(self.corpus, MelAnalyzer(), cfg.val_every)
         hop = self.model.hop_length
         self.train = NSFBatcher(train, cfg.segment_frames, cfg.context_frames, hop)
         self.val = NSFBatcher(val, cfg.segment_frames, cfg.context_frames, hop) if val else None

@@ -217,15 +217,7 @@ class VocoderTrainingRun:
 
     def __init__(self, corpus: str | Path, run_dir: str | Path, model_cfg: HNConfig, cfg: VocoderTrainConfig,
                  resume: bool = False, progress: bool = True, init: str | Path | None = None):
-        self.corpus, self.run_dir, self.cfg, self.progress = Path(corpus), Path(run_dir), cfg, progress
-        if (self.run_dir / "last.json").exists() and not resume:
-            raise ComoliveError(f"{self.run_dir}: already holds a run (use --resume to continue it, or another folder)")
-        if resume and not (self.run_dir / "last.json").exists():
-            raise ComoliveError(f"{self.run_dir}: nothing to resume (no last checkpoint)")
-        torch.set_num_threads(max(1, cfg.threads))
-        torch.manual_seed(cfg.seed)
-        self.rng = random.Random(cfg.seed)
-        self.step = 0
+        self._open_run(str(Path(corpus)), run_dir, cfg, resume, progress)
         if resume:  # the run's own model config wins over the command line's
             _, meta = load_checkpoint(self.run_dir / "last")
             model_cfg = HNConfig.from_dict(meta["config"])
@@ -254,6 +246,17 @@ class VocoderTrainingRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(
             _toml({"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(cfg)}))
+
+    def _open_run(self, data: str, run_dir: str | Path, cfg, resume: bool, progress: bool) -> None:
+        """What every vocoder run does first: check the run folder against --resume, threads, seeds."""
+        self.corpus, self.run_dir, self.cfg, self.progress = data, Path(run_dir), cfg, progress
+        if (self.run_dir / "last.json").exists() and not resume:
+            raise ComoliveError(f"{self.run_dir}: already holds a run (use --resume to continue it, or another folder)")
+        if resume and not (self.run_dir / "last.json").exists():
+            raise ComoliveError(f"{self.run_dir}: nothing to resume (no last checkpoint)")
+        torch.set_num_threads(max(1, cfg.threads))
+        torch.manual_seed(cfg.seed)
+        self.rng, self.step = random.Random(cfg.seed), 0
 
     def trainable(self) -> list[torch.Tensor]:
         return list(self.model.parameters())
