@@ -1,7 +1,7 @@
 """`main.py bench`: compute cost per second of audio of every stage, as tables and JSON.
 
 Timings are medians (and p90) over repeats on the same input, with 1 torch thread as in the live
-path (DESIGN §5). Nothing here asserts a speed: the figures are for reading and comparing.
+path (README, "Live"). Nothing here asserts a speed: the figures are for reading and comparing.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 All content extractors take 16 kHz mono float32 and return [frames, dim] at 50 frames/s on the grid
 of engine/frames.py (frame k centred at (k + 0.5) * 20 ms; n samples give n // 320 frames).
 
-Whisper features depend on the window they were computed in (DESIGN §9: whole-file vs 1.5 s windows
+Whisper features depend on the window they were computed in (measured: whole-file vs 1.5 s windows
 have a mean frame cosine of 0.62), so `WhisperContent.extract` computes them *exactly* as the live loop
 does: the signal is cut into chunks of `chunk_frames` frames aligned to t = 0; chunk k comes from one
 encoder call on the `window_s` seconds that END where chunk k ends (zeros before the file start), of

@@ -10,7 +10,7 @@ relative to the reference; -200 means identical):
 - stream_lag_ms: where the cross-correlation of the two peaks (> 0: the live output comes later than
   the session's declared latency says), within +-20 ms.
 - stream_block_diff_db: the same session fed 25 ms blocks against 40 ms blocks: "streaming equals
-  offline" of the same streaming computation (DESIGN §5.3); -200 dB means bit-identical.
+  offline" of the same streaming computation (docs/results.md, `blocks_dB`); -200 dB means bit-identical.
 """
 from __future__ import annotations
 

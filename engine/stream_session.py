@@ -5,7 +5,7 @@
     s.set(key=12, voice="us2")  # from any thread; applied at the next block, ramped over ~46 ms
     s.latency_parts()           # ms by named part, summing to s.latency_samples
 
-Signal path (every stage keeps its state and computes only new frames; DESIGN §5):
+Signal path (every stage keeps its state and computes only new frames; README, "Live"):
   device rate --FIR--> 16 kHz --> Whisper content (40-80 ms chunks, 1 s windows; engine/content.py)
                                  \\-> pitch (sliding windows on the same chunk grid; engine/pitch_stream.py)
               --FIR--> 22 050 Hz --> loudness (engine/feature_stream.py)

@@ -1,4 +1,4 @@
-"""Stateful streaming inference for our convolutional networks (DESIGN §5.2: keep state, do not recompute).
+"""Stateful streaming inference for our convolutional networks (keep state, do not recompute).
 
 A non-causal convolution stack is run on a stream block by block; every layer keeps the last input
 samples it needs as left context and computes only new outputs. The whole-signal run zero-pads

@@ -1,4 +1,4 @@
-"""A private JACK server with the dummy driver: a real audio graph without hardware (DESIGN §6).
+"""A private JACK server with the dummy driver: a real audio graph without hardware.
 
     with JackServer(rate=48000, period=256) as jack_srv:   # jackd -d dummy -r 48000 -p 256
         ... sounddevice now lists the JACK host API; JACK-Client connects to it ...

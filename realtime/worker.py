@@ -1,7 +1,7 @@
 """The inference worker: whole blocks from the input ring -> session.process() -> the output rings.
 
 It is the only thread that runs the session (live changes go through the session's own
-thread-safe `set`, applied at its next block), runs with one torch thread (DESIGN §5.5), times
+thread-safe `set`, applied at its next block), runs with one torch thread (README, "Live"), times
 every block, and keeps the dry signal delayed by the session's own delay so that bypass lines up
 with the converted signal.
 """

@@ -1,7 +1,7 @@
 """Shared pytest set-up."""
 import os
 
-# Qt without a screen (DESIGN §6): the control-panel tests render offscreen.
+# Qt without a screen: the control-panel tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def jack_server():
-    """A private JACK server with the dummy driver (DESIGN §6): real PortAudio/JACK devices without hardware.
+    """A private JACK server with the dummy driver: real PortAudio/JACK devices without hardware.
     PortAudio is re-initialised after it starts and terminated before it stops, and jackd's log pipe is kept
     drained (realtime/jackd.py)."""
     from realtime.jackd import JackServer

@@ -386,7 +386,7 @@ print("BANNER", w.banner.text.text(), flush=True)
 print("USABLE", w.start_button.isEnabled(), "Start" in w.start_button.text(), flush=True)
 w.voice_panel.key.setValue(4.0)
 print("KEY", w.settings.key, flush=True)
-os._exit(0)  # PortAudio still holds the dead server's client: its exit handler would abort (DESIGN §6)
+os._exit(0)  # PortAudio still holds the dead server's client: its exit handler would abort
 """
 
 

@@ -1,4 +1,4 @@
-"""The live loop on a real audio graph: a private JACK server with the dummy driver (DESIGN §6).
+"""The live loop on a real audio graph: a private JACK server with the dummy driver.
 
 A JACK client injects tone bursts into the loop's input port and records its output port in the same
 cycle; the burst onsets give the true end-to-end latency, which must equal the declared one within

@@ -31,7 +31,7 @@ SPEECH = ("/usr/share/sounds/alsa/Front_Center.wav", "/usr/share/sounds/alsa/Fro
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """One torch thread, as in the live path (DESIGN §5.5): two threads next to any other job run 2x slower."""
+    """One torch thread, as in the live path: two threads next to any other job run 2x slower."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
