@@ -118,6 +118,14 @@ def cmd_timbres(a: argparse.Namespace) -> None:
     print(f"virtual voices at formant shifts {shifts} written to {path}")
 
 
+def cmd_gta_mels(a: argparse.Namespace) -> None:
+    from engine.gta_mels import write_gta_mels
+
+    for feats in a.features.split(","):
+        n = write_gta_mels(feats, a.model, progress=not a.quiet)
+        print(f"{feats}: the decoder's mel written beside {n} train utterances (*.gta.npy)")
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from models.config import RunConfig
     from models.train import TrainingRun
@@ -169,7 +177,7 @@ def cmd_train_vocoder(a: argparse.Namespace) -> None:
         model_cfg, cfg = load_nsf_config(a.config)
         if a.steps:
             cfg.steps = a.steps
-        path = NSFTrainingRun(a.corpus.split(","), a.run, model_cfg, cfg, resume=a.resume).run()
+        path = NSFTrainingRun(a.corpus.split(","), a.run, model_cfg, cfg, resume=a.resume, init=a.init).run()
     else:
         from models.vocoder_train import VocoderTrainingRun, load_config
 
@@ -382,12 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(va)
     va.set_defaults(func=cmd_voice_add)
 
+    gm = sub.add_parser("gta-mels", help="the decoder's mel of every train utterance of feature folders, for "
+                                         "vocoder training (train-vocoder --vocoder nsf, gta_prob)")
+    gm.add_argument("features", help="feature folders of `preprocess`, comma-separated")
+    gm.add_argument("--model", default=None, help="voice model whose decoder draws the mels (default: the embedded one)")
+    gm.add_argument("--quiet", action="store_true")
+    gm.set_defaults(func=cmd_gta_mels)
+
     tv = sub.add_parser("train-vocoder", help="train an f0-driven vocoder: hn (compact) or nsf (NSF HiFi-GAN)")
     tv.add_argument("corpus", help="corpus folder built by `corpus` (hn only), or feature folders of `preprocess`, "
                                    "comma-separated")
     tv.add_argument("--vocoder", choices=("hn", "nsf"), default="hn", help="which vocoder to train (default hn)")
-    tv.add_argument("--init", default=None, help="hn: start from this saved hn vocoder (e.g. models/pretrained/"
-                                                 "vocoder_hn); nsf always starts from the V1")
+    tv.add_argument("--init", default=None, help="start from this saved vocoder of the same kind (e.g. "
+                                                 "models/pretrained/vocoder_hn); without it nsf starts as the V1")
     tv.add_argument("run", help="run folder (checkpoints, log.csv)")
     tv.add_argument("--config", default=None, help="TOML config ([model] and [train]), e.g. configs/vocoder_hn.toml")
     tv.add_argument("--steps", type=_count, default=None, help="override the number of steps (at least 1)")

@@ -45,6 +45,7 @@ class NSFTrainConfig:
     source_lr_scale: float = 50.0  # the source convolutions start at zero and have far to go
     grad_clip: float = 1.0
     blur_prob: float = 0.7
+    gta_prob: float = 0.0  # share of windows fed the decoder's mel of the utterance (`main.py gta-mels`) when it has one
     blur_max_bins: float = 2.5
     mel_weight: float = 1.0
     fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256, 128])
@@ -66,7 +67,8 @@ def load_nsf_config(path: str | Path | None) -> tuple[NSFConfig, NSFTrainConfig]
 class NSFBatcher:
     """Random windows: mel/f0 of context + segment + context frames, audio of the segment."""
 
-    def __init__(self, clips: list[FeatureClip], segment: int, context: int, hop: int):
+    def __init__(self, clips: list[FeatureClip], segment: int, context: int, hop: int, gta_prob: float = 0.0):
+        self.gta_prob = gta_prob
         self.clips = [c for c in clips if c.frames >= segment + 2 * context + 1]
         if not self.clips:
             raise ComoliveError(f"no utterance is long enough for segments of {segment}+2*{context} frames")
@@ -75,13 +77,16 @@ class NSFBatcher:
 
     def batch(self, rng: random.Random, size: int) -> dict:
         seg, ctx, hop = self.segment, self.context, self.hop
-        mels, f0s, auds = [], [], []
+        mels, f0s, auds, gtas = [], [], [], []
         for clip in rng.choices(self.clips, weights=self.weights, k=size):
             a = rng.randrange(ctx, clip.frames - seg - ctx + 1)
-            mels.append(clip.mel[:, a - ctx:a + seg + ctx])
+            gta = getattr(clip, "gta", None) is not None and rng.random() < self.gta_prob
+            gtas.append(gta)
+            mels.append((clip.gta if gta else clip.mel)[:, a - ctx:a + seg + ctx])
             f0s.append(clip.f0[a - ctx:a + seg + ctx])
             auds.append(clip.audio[a * hop:(a + seg) * hop])
         return {"mel": torch.stack(mels), "f0": torch.stack(f0s), "audio": torch.stack(auds),
+                "gta": torch.tensor(gtas),
                 "noise_offsets": np.array([rng.randrange(1 << 40) for _ in range(size)], np.int64),
                 "phase0": torch.tensor([rng.uniform(0, 2 * math.pi) for _ in range(size)], dtype=torch.float64)}
 
@@ -103,10 +108,11 @@ class NSFTrainingRun(VocoderTrainingRun):
     desc = "nsf vocoder"
 
     def __init__(self, feature_dirs: list[str | Path], run_dir: str | Path, model_cfg: NSFConfig,
-                 cfg: NSFTrainConfig, resume: bool = False, progress: bool = True):
+                 cfg: NSFTrainConfig, resume: bool = False, progress: bool = True, init: str | Path | None = None):
         self._open_run(",".join(map(str, feature_dirs)), run_dir, cfg, resume, progress)
-        if resume:
-            model_cfg = NSFConfig.from_dict(load_checkpoint(self.run_dir / "last")[1]["config"])
+        start = self.run_dir / "last" if resume else init  # its model configuration wins over the command line's
+        if start is not None:
+            model_cfg = NSFConfig.from_dict(load_checkpoint(start)[1]["config"])
         self.model_cfg = model_cfg
         self.model = NSFHiFiGAN(load_universal_hifigan(), model_cfg).train()
         names = set(self.model.trainable_names())
@@ -117,23 +123,31 @@ class NSFTrainingRun(VocoderTrainingRun):
         rest = [p for n, p in self.model.named_parameters() if n in names and not n.startswith("source_convs.")]
         self.opt = torch.optim.AdamW([{"params": rest}, {"params": source, "lr_scale": cfg.source_lr_scale}],
                                      lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
+        if start is not None:  # a saved NSF vocoder's fine-tuned tensors over the V1
+            tensors, meta = self._load_trainable(start)
         if resume:
-            tensors, meta = load_checkpoint(self.run_dir / "last")
-            full = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            full.update({k: v for k, v in tensors.items() if not k.startswith(("opt.", "rng."))})
-            load_into(self.model, full, self.run_dir / "last")
             load_optimizer_tensors(self.opt, tensors)
             self.step = int(meta["step"])
             restore_rng(tensors, self.rng, meta)
         train, val = load_clips(self.corpus, MelAnalyzer(), cfg.val_every)
         hop = self.model.hop_length
-        self.train = NSFBatcher(train, cfg.segment_frames, cfg.context_frames, hop)
+        self.train = NSFBatcher(train, cfg.segment_frames, cfg.context_frames, hop, cfg.gta_prob)
         self.val = NSFBatcher(val, cfg.segment_frames, cfg.context_frames, hop) if val else None
         self.loss_fn = MultiResSTFTLoss(cfg.fft_sizes)
         self.mel_fn = MelAnalyzer(MelConfig(fmax=None))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(
             _toml({"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(cfg)}))
+
+    def _load_trainable(self, stem: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+        """A checkpoint's tensors over the current model (it holds the trainable ones only); returns it whole."""
+        tensors, meta = load_checkpoint(stem)
+        if meta.get("kind") != "nsf_hifigan":
+            raise ComoliveError(f"{stem}: not an NSF vocoder checkpoint")
+        full = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        full.update({k: v.float() for k, v in tensors.items() if not k.startswith(("opt.", "rng."))})
+        load_into(self.model, full, stem)
+        return tensors, meta
 
     def trainable(self) -> list[torch.Tensor]:
         return self.params
@@ -144,6 +158,7 @@ class NSFTrainingRun(VocoderTrainingRun):
         if self.model.training and c.blur_prob > 0:
             sig = torch.tensor([self.rng.uniform(0.5, c.blur_max_bins) if self.rng.random() < c.blur_prob else 0.0
                                 for _ in range(mel.shape[0])])
+            sig = torch.where(batch["gta"], 0.0, sig)  # the decoder's mel is loose enough as it is
             mel = torch.where((sig > 0)[:, None, None], blur_mel(mel, sig), mel)
         y = self.model(mel, batch["f0"], batch["phase0"], batch["noise_offsets"])
         y = y[:, c.context_frames * hop:(c.context_frames + c.segment_frames) * hop]

@@ -110,8 +110,14 @@ def load_split(corpus: str | Path, split: str, analyzer: MelAnalyzer) -> list[Cl
     return [Clip(w, analyzer) for w in wavs]
 
 
+def gta_path(npz: Path) -> Path:
+    """Where `main.py gta-mels` keeps the decoder's mel for a preprocessed utterance (FEATS/<voice>/<utt>.gta.npy)."""
+    return npz.with_name(npz.name[: -len(".npz")] + ".gta.npy")
+
+
 class FeatureClip:
-    """One preprocessed utterance in memory: audio [N], log-mel [80, T], f0 [T]."""
+    """One preprocessed utterance in memory: audio [N], log-mel [80, T], f0 [T], and the decoder's mel for it
+    when `main.py gta-mels` wrote one (engine/gta_mels.py; else None)."""
 
     def __init__(self, npz: Path):
         with np.load(npz) as z:
@@ -120,7 +126,10 @@ class FeatureClip:
             self.audio = torch.from_numpy(z["audio"].astype(np.float32) / 32767.0)
             self.mel = torch.from_numpy(z["mel"].astype(np.float32))
             self.f0 = torch.from_numpy(z["f0"].astype(np.float32))
-        self.frames = min(self.mel.shape[-1], len(self.f0), len(self.audio) // 256)
+        gta = gta_path(npz)
+        self.gta = torch.from_numpy(np.load(gta).astype(np.float32)) if gta.exists() else None
+        self.frames = min(self.mel.shape[-1], len(self.f0), len(self.audio) // 256,
+                          self.gta.shape[-1] if self.gta is not None else self.mel.shape[-1])
 
 
 def load_feature_clips(dirs: list[str | Path], val_every: int) -> tuple[list[FeatureClip], list[FeatureClip]]:
