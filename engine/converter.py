@@ -14,6 +14,7 @@ import torch
 
 from engine.feature_pipeline import FeaturePipeline
 from engine.loudness_norm import match_level, normalize_level
+from engine.retrieval import ContentIndex, check_ratio
 from models.audio_io import resample
 from models.dataset import collate, interpolate_f0
 from models.denoiser import receptive_field
@@ -58,6 +59,15 @@ class Converter:
         self.features = FeaturePipeline(self.cfg, pitch=pitch, device=self.device)
         self.vocoder = load_vocoder(vocoder, self.device)  # models/vocoders.py: "nsf" (default), "hn", "hifigan", ...
         self.chunk_frames = chunk_frames
+        self._index = None  # (reference, its ContentIndex)
+
+    def content_index(self, reference) -> ContentIndex:
+        """The content frames of a reference's clips (kept for the last reference asked for)."""
+        if self._index is None or self._index[0] is not reference:
+            frames = [self.features.content_of(w, sr, self.features.n_frames(round(len(w) * self.cfg.sample_rate / sr)))
+                      for w, sr in reference.clips]
+            self._index = (reference, ContentIndex(np.concatenate(frames)))
+        return self._index[1]
 
     def decode_mel(self, feats: dict[str, np.ndarray], speaker: np.ndarray, key: float, steps: int,
                    sampler: str, seed: int = 0) -> torch.Tensor:
@@ -79,9 +89,12 @@ class Converter:
 
     @torch.no_grad()
     def convert(self, wav: np.ndarray, sr: int, voice: str | None = None, key: float = 0.0, steps: int = 1,
-                sampler: str = "student", formant: float = 0.0, reference=None) -> ConversionResult:
+                sampler: str = "student", formant: float = 0.0, reference=None, retrieval: float = 0.0
+                ) -> ConversionResult:
         """`formant`: semitones of formant shift (mel warp before an f0-driven vocoder keeps the pitch);
-        `reference`: an engine.reference.Reference (zero-shot voice from clips) instead of a trained voice."""
+        `reference`: an engine.reference.Reference (zero-shot voice from clips) instead of a trained voice;
+        `retrieval`: share of each content frame replaced by its nearest frames in the reference clips
+        (engine/retrieval.py)."""
         seconds = len(wav) / sr
         if seconds < MIN_SECONDS:
             raise AudioInputError(f"input is too short ({seconds:.3f} s; at least {MIN_SECONDS} s needed)")
@@ -90,6 +103,9 @@ class Converter:
         if formant and not self.vocoder.pitch_from_f0:
             raise ComoliveError(f"a formant shift needs an f0-driven vocoder (use --vocoder nsf or hn): "
                                 f"{self.vocoder.name} takes its pitch from the mel, which the shift moves too")
+        retrieval = check_ratio(retrieval)
+        if retrieval > 0 and (reference is None or not reference.clips):
+            raise ComoliveError("--retrieval needs the target's recordings: give reference clips (--ref)")
         if reference is not None:
             speaker, voice = reference.embedding, reference.name
         else:
@@ -99,6 +115,8 @@ class Converter:
         t0 = time.perf_counter()
         wav_n, gain = normalize_level(wav, sr)
         feats = self.features.extract(wav_n, sr)
+        if retrieval > 0:
+            feats["content"] = self.content_index(reference).blend(feats["content"], retrieval)
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         mel = self.decode_mel(feats, speaker, key, steps, sampler)

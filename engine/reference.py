@@ -31,6 +31,7 @@ class Reference:
     voice_seconds: float                      # voice left after trimming silence, all clips together
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    clips: list[tuple[np.ndarray, int]] = field(default_factory=list, repr=False)  # (wav, sr): for --retrieval
 
     @property
     def name(self) -> str:
@@ -81,7 +82,7 @@ def reference_from_audio(encoder: SpeakerEncoder, clips: list[tuple[np.ndarray, 
         if worst < SAME_SPEAKER_MIN:
             warnings.append(f"the reference clips do not sound like one voice (similarity {worst:.2f}); "
                             "the result is a blend")
-    return Reference(mean, total, [c[2] for c in clips], warnings)
+    return Reference(mean, total, [c[2] for c in clips], warnings, [(np.asarray(c[0], np.float32), c[1]) for c in clips])
 
 
 def load_reference(paths: list[str | Path], encoder: SpeakerEncoder | None = None) -> Reference:

@@ -56,6 +56,9 @@ and divides the output by the same gain. The decoder's own output level drifts f
 few dB, more for high voices), so with `follow_level` (default) the output is also rescaled to the
 input's level by a slow follower (engine/level_follow.py), as offline conversion rescales the whole file.
 
+A block whose conversion raises plays as silence (`stats.failed` says why, `stats.failures` counts them)
+and closes the gate: the next loud block restarts every stream on the same timeline, with a fade-in.
+
 Noise gate. When the input block level has stayed below gate_db for gate_hold_ms, inference stops
 and the output fades to silence (FADE_MS). The next block above gate_db restarts every stream at time
 0 (as if a new recording began at that block) and the output fades in at the restart's first output
@@ -153,6 +156,8 @@ class SessionStats:
     nonfinite: int = 0              # NaN/inf input samples replaced by 0 (total since start)
     underflows: int = 0             # output samples that were not ready in time (total; 0 with fixed blocks)
     restarts: int = 0               # gate reopenings (total)
+    failed: str | None = None       # this block's conversion raised: the error (the block plays as silence)
+    failures: int = 0               # blocks whose conversion raised (total)
 
 
 def _level_db(x: np.ndarray) -> float:
@@ -551,7 +556,8 @@ class StreamSession:
         see a half-updated one)."""
         with self._run_lock:
             prev = self.stats
-            self._st = SessionStats(nonfinite=prev.nonfinite, underflows=prev.underflows, restarts=prev.restarts)
+            self._st = SessionStats(nonfinite=prev.nonfinite, underflows=prev.underflows, restarts=prev.restarts,
+                                    failures=prev.failures)
             y = self._process(block)
             self.stats = self._st
             return y
@@ -589,10 +595,13 @@ class StreamSession:
         elif self.open and self.quiet >= self.gate_hold and self.quiet > 0:
             closing = True
 
+        y = np.zeros(n, np.float32)
         if self.open:
-            y = self._convert(x)
-        else:
-            y = np.zeros(n, np.float32)
+            try:
+                y = self._convert(x)
+            except Exception as e:  # noqa: BLE001 - one bad block must not end the show
+                st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
+                self.open, self.fade_in_at, closing = False, None, False  # the next loud block restarts
         if closing:
             ramp = np.zeros(n, np.float32)
             f = min(self.fade, n)

@@ -157,7 +157,10 @@ class LatencyView(QWidget):
             self.compute.setText("—")
         self.compute_bar.set_values(block, p50, p99)
         drops = int(getattr(st, "dropouts", 0) or 0)
-        self.dropouts.setText(f"{drops}" + (f" (overruns {st.overruns})" if getattr(st, "overruns", 0) else ""))
+        failed = int(getattr(st, "failed_blocks", 0) or 0)
+        self.dropouts.setText(f"{drops}" + (f" (overruns {st.overruns})" if getattr(st, "overruns", 0) else "")
+                              + (f" (failed blocks {failed})" if failed else ""))
+        self.dropouts.setToolTip(str(getattr(st, "last_failure", "") or ""))
         self.dropouts.setStyleSheet("color: #e15759; font-weight: bold" if drops else "")
         self.device.setText(str(getattr(st, "device", "—")))
 

@@ -67,7 +67,8 @@ def _live_config(a: argparse.Namespace, **extra):
 def status_line(st) -> str:
     f0 = lambda v: f"{v:5.0f}" if v else "    -"  # noqa: E731
     return (f"compute p50 {st.compute_ms_p50:5.1f} p99 {st.compute_ms_p99:5.1f} / block {st.block_ms:5.1f} ms"
-            f" | dropouts {st.dropouts} (late blocks {st.overruns}) | in {st.input_level_db:6.1f} dB"
+            f" | dropouts {st.dropouts} (late blocks {st.overruns}"
+            + (f", failed blocks {st.failed_blocks}" if st.failed_blocks else "") + f") | in {st.input_level_db:6.1f} dB"
             f" out {st.output_level_db:6.1f} dB | f0 {f0(st.input_f0_hz)} -> {f0(st.output_f0_hz)} Hz")
 
 
@@ -112,7 +113,9 @@ def cmd_live(a: argparse.Namespace) -> None:
         loop.stop()
         st = loop.stats()
         print(("\n" if sys.stdout.isatty() else "") + f"stopped: {st.blocks} blocks, {st.dropouts} dropouts")
-        if st.dropouts:
+        if st.failed_blocks:
+            print(f"{st.failed_blocks} block(s) could not be converted and played as dropouts; last: {st.last_failure}")
+        if st.dropouts and not st.failed_blocks:
             print(dropout_hint(st))
     if st.error:
         from realtime.devices import DeviceError

@@ -67,6 +67,8 @@ class LiveStats:
     error: str | None = None
     sample_rate: int = 0
     monitor_dropouts: int = 0
+    failed_blocks: int = 0  # blocks whose conversion raised (each played as a dropout)
+    last_failure: str | None = None
 
 
 def open_session(session_cfg, sample_rate: int):
@@ -179,6 +181,9 @@ class LiveLoop:
             self.backend.close()
         if self.worker is not None:
             self.worker.stop()
+        close = getattr(self.session, "close", None)  # the session's own threads end with the show
+        if close is not None:
+            close()
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
@@ -287,6 +292,7 @@ class LiveLoop:
         st.input_level_db = to_db(self._in_level)
         if w is not None:
             st.blocks, st.overruns = w.blocks, w.overruns
+            st.failed_blocks, st.last_failure = w.failed_blocks, w.last_failure
             st.compute_ms_p50, st.compute_ms_p90, st.compute_ms_p99 = w.times.percentiles_ms()
             st.input_f0_hz, st.output_f0_hz = w.input_f0, w.output_f0
         sst = getattr(self.session, "stats", None)  # the session's own pitch read-out, when it has one

@@ -64,6 +64,8 @@ class OutputSink:
         self._frac = 0.0
         self._last = np.zeros((self.fade, 2), np.float32)  # the last frames played (raw), for fade-outs
         self._tail = np.zeros((0, 2), np.float32)  # fade-out frames still to play
+        self._pushed = np.zeros((self.fade, 2), np.float32)  # the last frames pushed (for a gap's fade-out)
+        self._fade_in = False  # the next pushed block starts with a fade-in (it follows a gap)
         self.dry_ring = None  # when set (same rate as the input): bypass reads the input ring directly
         self.dry_offset = 0  # output position p plays input position p - dry_offset
 
@@ -73,11 +75,29 @@ class OutputSink:
         x = np.stack([wet, dry], axis=1).astype(np.float32, copy=False)
         if self.resampler is not None:
             x = self.resampler(x)
-        if self.next_pos > self.ring.written:  # input was skipped: silence, then this block fades in
+        if self.next_pos > self.ring.written or self._fade_in:  # after skipped input or a gap: fade in
             k = min(self.fade, len(x))
             x[:k] *= np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
+            self._fade_in = False
         self.late_frames += self.ring.write_at(self.next_pos, x)
         self.next_pos += len(x)
+        self._pushed = np.concatenate([self._pushed, x])[-self.fade:]
+
+    def gap(self, n_in: int) -> None:
+        """Worker: a block of `n_in` input samples that could not be converted plays as a dropout: the last
+        pushed frames fade out on their own time-reversed tail, silence follows, the next block fades in."""
+        exact = n_in * self.rate / self.rate_in + self._frac
+        n = int(exact)
+        self._frac = exact - n
+        x = np.zeros((n, 2), np.float32)
+        k = min(self.fade, n)
+        ramp = np.linspace(1.0, 0.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
+        x[:k] = self._pushed[::-1][:k] * ramp
+        self.late_frames += self.ring.write_at(self.next_pos, x)
+        self.next_pos += n
+        self._pushed[:] = 0.0
+        self._fade_in = True
+        self.dropouts += 1
 
     def skip(self, n_in: int) -> None:
         """Worker: `n_in` input samples were lost; keep the output timeline aligned with the input's.

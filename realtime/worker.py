@@ -18,6 +18,8 @@ from realtime.meters import ComputeTimes, estimate_f0, to_db
 from realtime.output import OutputSink
 from realtime.ring import InputRing
 
+MAX_FAILED_IN_ROW = 8  # blocks in a row whose conversion failed before the show stops
+
 
 class DelayLine:
     """A fixed delay of `n` samples across blocks."""
@@ -47,6 +49,9 @@ class InferenceWorker:
         self.blocks = 0
         self.overruns = 0  # blocks whose output came too late for (part of) their slot, or were skipped
         self.lost_input = 0
+        self.failed_blocks = 0  # blocks whose conversion raised: each plays as a dropout
+        self.failed_in_row = 0
+        self.last_failure: str | None = None
         self.input_f0: float | None = None
         self.output_f0: float | None = None
         self.output_level_db = -120.0
@@ -91,8 +96,9 @@ class InferenceWorker:
                     continue
                 self._idle.clear()
                 self._step()
-        except Exception as e:  # a bug or a model failure: report it, stop the loop cleanly
-            self.on_error(f"inference failed: {type(e).__name__}: {e}")
+        except Exception as e:  # a bug, or blocks failing again and again: report it, stop the loop cleanly
+            self.on_error(f"inference failed: {e}" if isinstance(e, RuntimeError) and self.failed_in_row
+                          else f"inference failed: {type(e).__name__}: {e}")
         finally:
             self._idle.set()
 
@@ -106,8 +112,19 @@ class InferenceWorker:
         if lost:
             self._skip(lost)
         t0 = time.perf_counter()
-        y = np.asarray(self.session.process(x), np.float32).reshape(-1)
+        try:
+            y = np.asarray(self.session.process(x), np.float32).reshape(-1)
+            failure = getattr(getattr(self.session, "stats", None), "failed", None)  # a session that recovered
+        except Exception as e:  # noqa: BLE001 - counted; the show stops only when it keeps failing
+            y, failure = x, f"{type(e).__name__}: {e}"
+            reset = getattr(self.session, "reset", None)  # its state is unknown now: the next block starts afresh
+            if reset is not None:
+                reset()
         self.times.add(time.perf_counter() - t0)
+        if failure:
+            self._failed(len(x), failure, x)
+            return
+        self.failed_in_row = 0
         if len(y) != len(x):
             raise RuntimeError(f"session returned {len(y)} samples for a block of {len(x)}")
         dry = self.dry(x)
@@ -123,6 +140,17 @@ class InferenceWorker:
             self.input_f0 = estimate_f0(x, self.rate)
             self.output_f0 = estimate_f0(y, self.rate)
         self.output_level_db = to_db(float(np.max(np.abs(y))) if len(y) else 0.0)
+
+    def _failed(self, n: int, failure: str, x: np.ndarray) -> None:
+        """A block that could not be converted: a gap in the output (a faded dropout), the timeline kept."""
+        self.failed_blocks += 1
+        self.failed_in_row += 1
+        self.last_failure = failure
+        self.dry(x)
+        for s in self.sinks:
+            s.gap(n)
+        if self.failed_in_row >= MAX_FAILED_IN_ROW:
+            raise RuntimeError(f"{self.failed_in_row} blocks in a row failed (last: {failure})")
 
     def _skip(self, n: int) -> None:
         self.overruns += max(1, n // self.block)

@@ -180,6 +180,19 @@ def session_cfg():
     return SessionConfig(sample_rate=SR, block_ms=80.0)
 
 
+def test_no_thread_outlives_a_show_with_the_real_session(session_cfg):
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    x = harmonic(196.0, 1.0, SR)
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=session_cfg, sample_rate=SR), backend=backend)
+    st = _run_until_done(loop, backend, seconds=120)
+    assert st.error is None and st.blocks > 0
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert left == []
+
+
 def test_stream_command_equals_the_offline_run(tmp_path, session_cfg):
     import soundfile as sf
 
@@ -253,29 +266,56 @@ def test_live_command_with_unknown_input_prints_error_and_exits_2(capsys):
 
 # ------------------------------------------------------------------ failures and tuning
 class FailsAt(DelaySession):
-    def __init__(self, at: int):
+    """Its process() raises at the calls in `at` (1-based)."""
+
+    def __init__(self, at):
         super().__init__()
-        self.at, self.calls = at, 0
+        self.at, self.calls = set(at), 0
 
     def process(self, x):
         self.calls += 1
-        if self.calls == self.at:
+        if self.calls in self.at:
             raise RuntimeError("model exploded")
         return super().process(x)
 
 
-def test_a_failing_session_stops_the_loop_cleanly_with_the_error_in_stats():
+def _run_until_done(loop, backend, seconds=30):
+    loop.start()
+    deadline = time.monotonic() + seconds
+    while loop.running and not backend.done.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loop.stop()
+    return loop.stats()
+
+
+def test_a_failing_block_plays_as_a_dropout_and_the_show_goes_on():
     x = harmonic(220.0, 2.0, SR)
     backend = FileBackend(x, SR, fast=True)
-    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=FailsAt(5), backend=backend)
-    loop.start()
-    deadline = time.monotonic() + 30
-    while loop.running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    st = loop.stats()
-    assert not loop.running and "model exploded" in st.error
+    session = FailsAt({5})
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=session, backend=backend)
+    st = _run_until_done(loop, backend)
+    assert st.error is None and backend.done.is_set()
+    assert st.failed_blocks == 1 and "model exploded" in st.last_failure
+    assert st.dropouts >= 1
+    assert session.calls == st.blocks + 1 and st.blocks > len(x) // session.block_size - 2  # the rest converted
+    y = backend.result(loop.internal_latency_samples())
+    fade = int(0.005 * SR)  # the failed block: its first 5 ms fade out, then silence
+    assert np.abs(y[4 * session.block_size + fade:5 * session.block_size]).max() == 0.0
+    after = slice(6 * session.block_size, len(y))  # the next block fades in; the timeline is unchanged
+    assert np.abs(y[after] - x[after]).max() < 1e-5
+
+
+def test_blocks_failing_again_and_again_stop_the_show_with_one_line():
+    from realtime.worker import MAX_FAILED_IN_ROW
+
+    x = harmonic(220.0, 2.0, SR)
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR),
+                    session=FailsAt(range(3, 3 + MAX_FAILED_IN_ROW)), backend=backend)
+    st = _run_until_done(loop, backend)
+    assert not loop.running and st.failed_blocks == MAX_FAILED_IN_ROW
+    assert st.error == f"inference failed: {MAX_FAILED_IN_ROW} blocks in a row failed (last: RuntimeError: model exploded)"
     loop.stop()  # idempotent after the loop stopped itself
-    loop.stop()
 
 
 def test_schedule_replay_counts_one_dropout_per_late_stretch():
