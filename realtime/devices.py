@@ -28,7 +28,23 @@ class DeviceInfo:
         return f"[{self.index}] {self.name} ({self.hostapi})"
 
 
+_stuck: str | None = None  # why PortAudio can no longer be used in this process (see mark_stuck)
+
+
+def mark_stuck(reason: str) -> None:
+    """A stream never returned from closing (its audio server died under it): every later PortAudio call
+    may block the same way, so audio stays off in this process and says so instead of hanging."""
+    global _stuck
+    _stuck = reason
+
+
+def is_stuck() -> bool:
+    return _stuck is not None
+
+
 def _sd():
+    if _stuck:
+        raise DeviceError(f"audio is unavailable until comolive is restarted: {_stuck}")
     try:
         import sounddevice as sd
     except OSError as e:  # libportaudio2 missing
@@ -36,11 +52,30 @@ def _sd():
     return sd
 
 
+REFRESH_TIMEOUT_S = 3.0
+
+
 def refresh() -> None:
-    """Re-initialise PortAudio so that it sees devices (or a JACK server) that appeared since it started."""
+    """Re-initialise PortAudio so that it sees devices (or a JACK server) that appeared since it started.
+
+    Bounded: after an audio server died under an open stream, PortAudio can block for ever here; then
+    audio is marked unavailable for this process (mark_stuck) and a DeviceError says so."""
+    import atexit
+    import threading
+
     sd = _sd()
-    sd._terminate()
-    sd._initialize()
+    done = threading.Event()
+
+    def work() -> None:
+        sd._terminate()
+        sd._initialize()
+        done.set()
+
+    threading.Thread(target=work, name="comolive-portaudio-rescan", daemon=True).start()
+    if not done.wait(REFRESH_TIMEOUT_S):
+        atexit.unregister(sd._exit_handler)  # it would block the interpreter's exit the same way
+        mark_stuck("PortAudio did not re-initialise after an audio server went away")
+        _sd()  # raises the DeviceError that says so
 
 
 def list_hostapis() -> list[str]:

@@ -83,10 +83,13 @@ class JackServer:
         """Terminate PortAudio's use of JACK first, then jackd (idempotent)."""
         if self.proc is None:
             return
+        from realtime.devices import is_stuck
+
         try:
             import sounddevice as sd
 
-            sd._terminate()
+            if not is_stuck():  # else PortAudio is blocked on a client of this server already gone
+                sd._terminate()
         except Exception:
             pass
         self.proc.terminate()
@@ -105,7 +108,8 @@ class JackServer:
         try:
             import sounddevice as sd
 
-            sd._initialize()  # PortAudio back without JACK
+            if not is_stuck():
+                sd._initialize()  # PortAudio back without JACK
         except Exception:
             pass
 

@@ -7,9 +7,15 @@ through the rings; an exception in a callback is recorded and stops the stream i
 """
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 
-from realtime.devices import DeviceError, DeviceInfo, check_rate, resolve, stream_error
+from realtime.devices import DeviceError, DeviceInfo, check_rate, mark_stuck, resolve, stream_error
+
+
+CLOSE_TIMEOUT_S = 0.5  # a stream whose server died may never return from abort(): stop waiting after this
+SILENT_DEVICE_S = 1.5   # no callback for this long: the device is gone
 
 
 def _ts(t, attr: str) -> float | None:
@@ -34,6 +40,7 @@ class SoundDeviceBackend:
         self.streams: list = []
         self.last_callback = 0.0
         self.finished_unexpectedly: str | None = None
+        self.wedged = False  # a stream did not close (its server died): PortAudio is left as it is
         self._closing = False
 
     # --------------------------------------------------------------------- set-up
@@ -116,21 +123,39 @@ class SoundDeviceBackend:
             raise stream_error(e, "the audio stream") from None
 
     def close(self) -> None:
+        """Abort and close the streams, waiting at most CLOSE_TIMEOUT_S: when the audio server died, PortAudio
+        may block for ever in abort(). Then the streams are left to a daemon thread, and PortAudio is not
+        terminated at exit (that would block the same way): `wedged` is set."""
         self._closing = True
-        for s in self.streams:
-            try:
-                s.abort(ignore_errors=True)
-                s.close(ignore_errors=True)
-            except Exception:
-                pass
-        self.streams = []
+        streams, self.streams = self.streams, []
+        if not streams:
+            return
+
+        def shut() -> None:
+            for s in streams:
+                try:
+                    s.abort(ignore_errors=True)
+                    s.close(ignore_errors=True)
+                except Exception:
+                    pass
+
+        t = threading.Thread(target=shut, name="comolive-close-streams", daemon=True)
+        t.start()
+        t.join(CLOSE_TIMEOUT_S)
+        if t.is_alive():
+            self.wedged = True
+            import sounddevice as sd
+
+            atexit.unregister(sd._exit_handler)  # terminating PortAudio at exit would block too
+            mark_stuck("the audio stream did not close after its device or server went away")
 
     def check(self) -> str | None:
         """Watchdog polled by the worker: a reason to stop, or None."""
         if self.finished_unexpectedly:
             return self.finished_unexpectedly
-        if self.streams and time.monotonic() - self.last_callback > 2.0:
-            return "no audio callback for 2 s: the audio device stopped (unplugged, or its server quit?)"
+        if self.streams and time.monotonic() - self.last_callback > SILENT_DEVICE_S:
+            return (f"no audio callback for {SILENT_DEVICE_S:g} s: the audio device stopped (unplugged, or its "
+                    "server quit?)")
         return None
 
     # ------------------------------------------------------------------ callbacks

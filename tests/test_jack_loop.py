@@ -92,3 +92,67 @@ def test_live_command_runs_headless_on_jack_and_stops_cleanly(jack_server, capsy
     assert "latency budget:" in out and "output margin" in out and "device output buffer" in out
     assert "vocoder lookahead" in out and "compute p50" in out and "stopped:" in out
     assert (tmp_path / "input.wav").stat().st_size > 0 and (tmp_path / "output.wav").stat().st_size > 0
+
+
+def _private_jackd(name: str):
+    """jackd with the dummy driver under its own name, started without touching this process's PortAudio
+    (so that the server can die without a PortAudio client of it here)."""
+    import shutil
+    import subprocess
+    import time
+
+    import jack
+
+    proc = subprocess.Popen([shutil.which("jackd"), "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            jack.Client("comolive_probe", no_start_server=True, servername=name).close()
+            return proc
+        except jack.JackError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise AssertionError("jackd did not come up")
+
+
+@pytest.mark.parametrize("how", ["server quits", "ctrl-c"])
+def test_live_ends_with_one_line_when_the_audio_server_quits_and_at_ctrl_c(tmp_path, how):
+    """`live` through JACK: the server quits mid-show -> exit 2 and one line; Ctrl-C -> exit 0; neither hangs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    name = f"comolive_lost{os.getpid()}{how[0]}"
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
+    server = _private_jackd(name)
+    out_path = tmp_path / "out.txt"
+    try:
+        with open(out_path, "w") as out:
+            live = subprocess.Popen([sys.executable, "main.py", "live", "--seconds", "300"], stdout=out,
+                                    stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+            end = time.monotonic() + 240
+            while "compute p50" not in out_path.read_text() and live.poll() is None and time.monotonic() < end:
+                time.sleep(0.2)
+            assert "compute p50" in out_path.read_text(), out_path.read_text()
+            if how == "server quits":
+                server.terminate()
+            else:
+                live.send_signal(signal.SIGINT)
+            _, err = live.communicate(timeout=30)  # a hang fails here
+        errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        if how == "server quits":
+            assert live.returncode == 2 and len(errors) == 1, err
+            assert "no audio callback" in errors[0] or "stopped unexpectedly" in errors[0]
+        else:
+            assert live.returncode == 0 and errors == [], err
+        assert out_path.read_text().splitlines()[-1].startswith("stopped:")
+    finally:
+        if live.poll() is None:
+            live.kill()
+        server.terminate()
+        server.wait(10)
