@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 KEY_RANGE = 24  # semitones either way
@@ -52,11 +53,11 @@ _count = _whole("the number of steps", 1)  # training steps
 
 # ---------------------------------------------------------------------------------------- handlers
 def cmd_convert(a: argparse.Namespace) -> None:
-    from engine.converter import Converter
+    from engine.converter import MAX_SECONDS, Converter
     from models.audio_io import check_writable, load_audio, save_audio
 
     out = check_writable(a.output, a.force)
-    wav, sr = load_audio(a.input)
+    wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
     from engine.reference import reference_for
 
     reference = reference_for(a.voice, a.ref)
@@ -94,6 +95,8 @@ def cmd_voices(a: argparse.Namespace) -> None:
     print(f"model: {a.model or 'embedded default'}  ({'student 1-step' if vm.student else 'teacher only'})")
     for name in sorted(vm.voices):
         print(f"  {name}{'  (default)' if name == default else ''}")
+    for name, why in sorted(vm.broken.items()):
+        print(f"  {name}  BROKEN: {why}")
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
@@ -468,8 +471,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args.func = cmd_gui  # no command: open the control panel
-    from models.errors import ComoliveError
+    from models.errors import AudioInputWarning, ComoliveError
 
+    show = warnings.showwarning
+
+    def one_line(message, category, *rest, **kw):  # our warnings read as one line, like our errors
+        if issubclass(category, AudioInputWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
+    warnings.showwarning = one_line
     try:
         args.func(args)
     except ComoliveError as e:
@@ -478,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
     return 0
 
 

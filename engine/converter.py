@@ -25,6 +25,7 @@ from models.voice_model import VoiceModel
 from models.vocoders import load_vocoder
 
 MIN_SECONDS = 0.25
+MAX_SECONDS = 30 * 60  # a file is converted whole: it, its features and its output are all in memory at once
 
 
 @dataclass

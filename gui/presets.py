@@ -83,10 +83,24 @@ class PanelSettings:
 
 
 _TYPES = {f.name: f.type for f in fields(PanelSettings)}
+# The panel's own control ranges (gui/audio_panel.py, voice_panel.py, tune_panel.py): a stored value outside
+# them is not loaded (the default is used, and the note names it).
+RANGES = {"sample_rate": (16000, 96000), "input_gain_db": (-40.0, 40.0), "output_gain_db": (-60.0, 20.0),
+          "monitor_gain_db": (-60.0, 20.0), "key": (-24.0, 24.0), "formant": (-12.0, 12.0), "steps": (1, 8),
+          "gate_db": (-90.0, 0.0), "gate_hold_ms": (0.0, 2000.0), "block_ms": (10.0, 1000.0),
+          "margin_ms": (0.0, 2000.0)}
 
 
 def _coerce(name: str, value):
-    """Check one stored value against the field's type; raise ValueError if it does not fit."""
+    """Check one stored value against the field's type and range; raise ValueError if it does not fit."""
+    value = _coerce_type(name, value)
+    lo, hi = RANGES.get(name, (None, None))
+    if lo is not None and value is not None and not lo <= value <= hi:
+        raise ValueError
+    return value
+
+
+def _coerce_type(name: str, value):
     kind = _TYPES[name]
     if kind == "bool":
         if not isinstance(value, bool):
@@ -182,7 +196,8 @@ class SettingsStore:
             return PanelSettings()
         s, bad = settings_from_dict(data)
         if bad:
-            self.problem = f"settings file {self.path}: ignored invalid values for {', '.join(bad)}"
+            self.problem = (f"settings file {self.path}: invalid or out-of-range values for {', '.join(bad)} "
+                            "were reset to their defaults")
         return s
 
     def save(self, s: PanelSettings) -> None:

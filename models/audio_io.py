@@ -6,13 +6,41 @@ Every entry point (CLI, preprocess, corpus, eval) loads audio through `load_audi
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from models.errors import AudioInputError, ComoliveError
+from models.errors import AudioInputError, AudioInputWarning, ComoliveError
+
+
+def _wav_shortfall(p: Path) -> tuple[int, int] | None:
+    """(bytes the RIFF header declares for its data chunk, bytes the file holds) when a WAV file holds
+    less than its header says (a copy cut short), else None. libsndfile reads such a file silently."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"data":
+                    held = p.stat().st_size - f.tell()
+                    return (size, held) if size not in (0, 0xFFFFFFFF) and size > held else None
+                f.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def resample(wav: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
@@ -33,11 +61,14 @@ def as_mono(wav: np.ndarray) -> np.ndarray:
     return wav
 
 
-def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
+def load_audio(path: str | os.PathLike, sr: int | None = None,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Load `path` as mono float32 in [-1, 1]; resample to `sr` when given.
 
     Returns (wav, sample_rate). Raises AudioInputError with a one-line reason for a missing,
-    unreadable, empty, non-audio or non-finite file.
+    unreadable, empty, non-audio or non-finite file, or one longer than `max_seconds` (checked from the
+    header, before anything is read). A WAV file cut short of what its header declares is read as far
+    as it goes, with an AudioInputWarning.
     """
     p = Path(path)
     if not p.exists():
@@ -46,6 +77,14 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
         raise AudioInputError(f"{p}: is a folder, not an audio file")
     if p.stat().st_size == 0:
         raise AudioInputError(f"{p}: file is empty")
+    if max_seconds is not None:
+        try:
+            seconds = sf.info(str(p)).duration
+        except Exception:  # unreadable: the read below says why
+            seconds = 0.0
+        if seconds > max_seconds:
+            raise AudioInputError(f"{p}: {_duration(seconds)} long; this command takes at most "
+                                  f"{_duration(max_seconds)} at once (split the file into parts)")
     try:
         data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
@@ -53,6 +92,11 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
         raise AudioInputError(f"{p}: not a readable audio file ({msg})") from None
     if data.shape[0] == 0:
         raise AudioInputError(f"{p}: holds no samples")
+    short = _wav_shortfall(p)
+    if short is not None:
+        warnings.warn(f"{p}: truncated: its header declares {short[0]} bytes of audio, the file holds "
+                      f"{short[1]}; converting the {data.shape[0] / file_sr:.2f} s that are there",
+                      AudioInputWarning, stacklevel=2)
     if not np.isfinite(data).all():
         raise AudioInputError(f"{p}: contains NaN or infinite samples")
     wav = data.mean(axis=1)  # downmix to mono

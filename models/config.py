@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.config_check import check_values
 from models.errors import ComoliveError
 
 
@@ -51,12 +52,8 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ComoliveError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+    def from_dict(cls, d: dict, where: str = "model config") -> "ModelConfig":
+        return cls(**check_values(cls, d, where))
 
 
 @dataclass
@@ -101,9 +98,8 @@ def read_config_toml(path: str | Path, sections: dict[str, type | None]) -> dict
     if unknown:
         raise ComoliveError(f"{p}: unknown sections {sorted(unknown)} (expected {', '.join(f'[{k}]' for k in sections)})")
     for sec, kind in sections.items():
-        bad = set(raw.get(sec, {})) - {f.name for f in dataclasses.fields(kind)} if kind else set()
-        if bad:
-            raise ComoliveError(f"{p}: unknown [{sec}] keys: {', '.join(sorted(bad))}")
+        if kind is not None and sec in raw:
+            check_values(kind, raw[sec], f"{p} [{sec}]")
     return raw
 
 
@@ -117,7 +113,7 @@ class RunConfig:
         if path is None:
             return cls()
         raw = read_config_toml(path, {"model": None, "train": TrainConfig})
-        return cls(ModelConfig.from_dict(raw.get("model", {})), TrainConfig(**raw.get("train", {})))
+        return cls(ModelConfig.from_dict(raw.get("model", {}), f"{path} [model]"), TrainConfig(**raw.get("train", {})))
 
     def to_toml(self) -> str:
         def fmt(v):

@@ -10,7 +10,12 @@ def pick_device(requested: str | None = None) -> torch.device:
 
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(requested)
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ComoliveError(f"unknown compute device {requested!r}: use cpu, cuda (or cuda:N), or auto")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ComoliveError("CUDA was requested but no usable NVIDIA GPU/driver is available")
     return dev

@@ -15,3 +15,7 @@ class AudioInputError(ComoliveError):
 
 class ModelFileError(ComoliveError):
     """A model/checkpoint file that is missing, truncated or corrupted."""
+
+
+class AudioInputWarning(UserWarning):
+    """Audio that is used, but not as the user may think (e.g. a file cut short): main.py prints one line."""

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoint import load_checkpoint, load_into
+from models.config_check import check_values
 from models.errors import ComoliveError, ModelFileError
 from models.hn_synth import HNSynth
 from models.streaming import Fifo, conv_taps
@@ -50,8 +51,9 @@ class HNConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HNConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """Stored settings (unknown keys of other versions are skipped; wrong types or ranges refused)."""
+        return cls(**check_values(cls, {k: v for k, v in d.items() if k in cls.__dataclass_fields__},
+                                  "hn vocoder settings"))
 
 
 def _scale(x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoint import load_checkpoint, load_into
+from models.config_check import check_values
 from models.errors import ComoliveError, ModelFileError
 from models.hifigan import HiFiGAN, load_universal_hifigan
 from models.hn_synth import ALIAS_LIMIT, white_noise
@@ -52,7 +53,9 @@ class NSFConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NSFConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """Stored settings (unknown keys of other versions are skipped; wrong types or ranges refused)."""
+        return cls(**check_values(cls, {k: v for k, v in d.items() if k in cls.__dataclass_fields__},
+                                  "NSF vocoder settings"))
 
 
 def render_source(f0c: torch.Tensor, first_segment: int, phase0: torch.Tensor | None, n_harmonics: int,

@@ -33,6 +33,7 @@ class VoiceModel:
         self.student = student
         self.teacher = teacher
         self.meta = meta or {}
+        self.broken: dict[str, str] = {}  # voices stored in the file but unusable: name -> why
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ I/O
@@ -67,8 +68,20 @@ class VoiceModel:
                 decoders[prefix[:-1]] = dec.eval().requires_grad_(False)
         if not decoders:
             raise ModelFileError(f"{stem}: holds no decoder weights")
-        voices = {k[len("voice."):]: v.float().numpy() for k, v in tensors.items() if k.startswith("voice.")}
+        voices, broken = {}, {}
+        for k, v in tensors.items():
+            if k.startswith("voice."):
+                vec = v.float().numpy()
+                if vec.shape != (cfg.speaker_dim,) or not np.isfinite(vec).all() or not np.any(vec):
+                    broken[k[len("voice."):]] = (f"its speaker vector has shape {tuple(vec.shape)}, not "
+                                                 f"({cfg.speaker_dim},)" if vec.shape != (cfg.speaker_dim,)
+                                                 else "its speaker vector is not finite or is all zero")
+                else:
+                    voices[k[len("voice."):]] = vec
+        if not voices:
+            raise ModelFileError(f"{stem}: holds no usable voice" + (f" ({', '.join(broken)} broken)" if broken else ""))
         model = cls(cfg, voices, decoders.get("student"), decoders.get("teacher"), meta)
+        model.broken = broken
         return model.to(device)
 
     def to(self, device: str | torch.device) -> "VoiceModel":
@@ -82,6 +95,8 @@ class VoiceModel:
     def speaker(self, voice: str | None) -> np.ndarray:
         if voice is None:
             voice = self.meta.get("default_voice") or sorted(self.voices)[0]
+        if voice in self.broken:
+            raise ComoliveError(f"voice '{voice}' is broken in this model file: {self.broken[voice]}")
         if voice not in self.voices:
             raise ComoliveError(f"unknown voice '{voice}' (available: {', '.join(sorted(self.voices))})")
         return self.voices[voice]

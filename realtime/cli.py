@@ -152,8 +152,10 @@ def cmd_stream(a: argparse.Namespace) -> None:
     from models.audio_io import check_writable, load_audio, save_audio
     from realtime.tune import format_budget
 
+    from engine.converter import MAX_SECONDS
+
     out = check_writable(a.output, a.force)
-    wav, sr = load_audio(a.input)
+    wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
     _vocoder_note(a)
     t0 = time.perf_counter()
     y, st = run_file(a.input, (wav, sr), session_config(a), fast=a.fast)
