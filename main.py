@@ -162,15 +162,25 @@ def cmd_export(a: argparse.Namespace) -> None:
     from models.voice_model import VoiceModel
 
     _refuse_overwrite(a.out, a.force)
+    if a.teacher_file:
+        from models.voice_model import teacher_stem
+
+        _refuse_overwrite(str(teacher_stem(a.out)), a.force)
     vm = VoiceModel.load(a.model)
     if a.default_voice:
         vm.speaker(a.default_voice)
         vm.meta["default_voice"] = a.default_voice
-    if a.student_only:
+    teacher = vm.decoder_or_none("teacher") if a.teacher_file else None
+    if a.student_only or a.teacher_file:
         vm.teacher = None
     out = vm.save(a.out, half=a.half)
     size = sum(p.stat().st_size for p in out.parent.glob(out.name + ".*"))
     print(f"exported {a.model} -> {out}.safetensors ({size / 1e6:.1f} MB)")
+    if a.teacher_file:
+        if teacher is None:
+            raise _error(f"{a.model}: has no teacher to write beside the student")
+        t_out = VoiceModel(vm.cfg, vm.voices, teacher=teacher, meta=vm.meta).save(teacher_stem(a.out), half=a.half)
+        print(f"its teacher -> {t_out}.safetensors (read only for --sampler teacher)")
 
 
 def cmd_train_vocoder(a: argparse.Namespace) -> None:
@@ -375,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("out", help="output stem, e.g. models/pretrained/default")
     e.add_argument("--half", action="store_true", help="store weights as float16")
     e.add_argument("--student-only", action="store_true")
+    e.add_argument("--teacher-file", action="store_true",
+                   help="write the teacher to OUT_teacher.* beside the student-only OUT (loaded only when asked for)")
     e.add_argument("--default-voice", default=None)
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     e.set_defaults(func=cmd_export)

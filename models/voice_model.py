@@ -21,6 +21,12 @@ from models.noise import frame_noise
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED_DIR / "default"
+TEACHER_SUFFIX = "_teacher"  # MODEL_teacher.*: the EDM teacher of a student-only MODEL, read only when asked for
+
+
+def teacher_stem(stem: str | Path) -> Path:
+    stem = Path(stem)
+    return stem.with_name(stem.name + TEACHER_SUFFIX)
 
 
 class VoiceModel:
@@ -35,6 +41,7 @@ class VoiceModel:
         self.meta = meta or {}
         self.broken: dict[str, str] = {}  # voices stored in the file but unusable: name -> why
         self.device = torch.device("cpu")
+        self.stem: Path | None = None  # where it was loaded from (its teacher file lies beside it)
 
     # ------------------------------------------------------------------ I/O
     def save(self, stem: str | Path, half: bool = False, extra_meta: dict | None = None) -> Path:
@@ -81,7 +88,7 @@ class VoiceModel:
         if not voices:
             raise ModelFileError(f"{stem}: holds no usable voice" + (f" ({', '.join(broken)} broken)" if broken else ""))
         model = cls(cfg, voices, decoders.get("student"), decoders.get("teacher"), meta)
-        model.broken = broken
+        model.broken, model.stem = broken, stem
         return model.to(device)
 
     def to(self, device: str | torch.device) -> "VoiceModel":
@@ -102,13 +109,25 @@ class VoiceModel:
         return self.voices[voice]
 
     def decoder_or_none(self, sampler: str) -> EDMDecoder | None:
-        return self.student if sampler == "student" else self.teacher
+        if sampler == "student":
+            return self.student
+        if self.teacher is None and self.stem is not None and teacher_stem(self.stem).with_suffix(".json").exists():
+            self.teacher = self._load_teacher(teacher_stem(self.stem))
+        return self.teacher
 
     def decoder(self, sampler: str) -> EDMDecoder:
         dec = self.decoder_or_none(sampler)
         if dec is None:
-            raise ComoliveError(f"this model has no {sampler} decoder")
+            where = f" (no {teacher_stem(self.stem)}.safetensors beside it)" if sampler == "teacher" and self.stem else ""
+            raise ComoliveError(f"this model has no {sampler} decoder{where}")
         return dec
+
+    def _load_teacher(self, stem: Path) -> EDMDecoder:
+        """The teacher file beside a student-only model: a voice model of the same configuration."""
+        other = VoiceModel.load(stem, device=self.device)
+        if other.teacher is None or other.cfg != self.cfg:
+            raise ModelFileError(f"{stem}: not the teacher of {self.stem} (no teacher, or another configuration)")
+        return other.teacher
 
     @torch.no_grad()
     def decode(self, feats: dict[str, torch.Tensor], steps: int = 1, sampler: str = "student", seed: int = 0,

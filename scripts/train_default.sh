@@ -31,4 +31,4 @@ resume=""; [ -f runs/default/student/last.json ] && resume="--resume"
 $PY main.py distill data/features,data/features_real runs/default/student --config configs/default_real.toml \
   $resume --teacher runs/default/teacher_real/teacher_model ${DISTILL_STEPS:+--steps $DISTILL_STEPS}
 $PY main.py export runs/default/student/student_model models/pretrained/default --half --force \
-  --student-only --default-voice "${DEFAULT_VOICE:-us1}"
+  --teacher-file --default-voice "${DEFAULT_VOICE:-us1}"
