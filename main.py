@@ -145,8 +145,18 @@ def cmd_distill(a: argparse.Namespace) -> None:
     from models.train import DistillationRun
 
     cfg = RunConfig.load(a.config)
-    if a.steps:
+    if a.steps and a.method == "consistency":
         cfg.train.distill_steps = a.steps
+    if a.method == "progressive":
+        from models.train import ProgressiveRun
+
+        if a.steps:
+            cfg.train.progressive_round_steps = a.steps
+        run = ProgressiveRun(a.features, a.run, cfg, teacher=a.teacher, resume=a.resume)
+        run.run()
+        print(f"progressive students written to {a.run}/progressive_<k>step_model.safetensors "
+              f"(k = {', '.join(str(cfg.train.progressive_base_steps >> r) for r in range(1, run.rounds + 1))})")
+        return
     path = DistillationRun(a.features, a.run, cfg, teacher=a.teacher, resume=a.resume).run()
     print(f"one-step student written to {path}.safetensors")
 
@@ -375,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
         if name == "distill":
             t.add_argument("--teacher", required=True, help="teacher model stem (RUN/teacher_model)")
+            t.add_argument("--method", choices=("consistency", "progressive"), default="consistency",
+                           help="consistency distillation to one step (default), or progressive distillation: "
+                                "halvings from progressive_base_steps to 1 (--steps: steps per halving)")
         else:
             t.add_argument("--init", default=None, help="start from this voice model's network "
                            "(e.g. models/pretrained/default) instead of random weights")

@@ -82,6 +82,9 @@ class TrainConfig:
     distill_n: int = 25  # N in the Karras discretisation
     ema_decay: float = 0.95
     teacher_solver: str = "heun"
+    # progressive distillation (distill --method progressive): halvings from base_steps Heun steps down to 1
+    progressive_base_steps: int = 8
+    progressive_round_steps: int = 200
 
 
 def read_config_toml(path: str | Path, sections: dict[str, type | None]) -> dict:

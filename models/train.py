@@ -23,6 +23,7 @@ from models.config import RunConfig
 from models.consistency import ConsistencyDistiller
 from models.dataset import FeatureDataset, MixedDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
+from models.progressive import ProgressiveDecoder, ProgressiveDistiller, student_meta
 from models.errors import ComoliveError
 from models.voice_model import VoiceModel
 
@@ -160,7 +161,7 @@ class TrainingRun:
         src, tgt = self.val.pair(random.Random(0), target=0)
         batch = collate([self.val.item(src, tgt, 0, min(src.frames, tgt.frames, 600))])
         vm = self.voice_model()
-        sampler = "student" if self.kind == "student" else "teacher"
+        sampler = "teacher" if self.kind == "teacher" else "student"
         mel = vm.decode(batch, steps=self.sample_steps(), sampler=sampler)
         if not hasattr(self, "_vocoder"):
             self._vocoder = load_universal_hifigan("cpu")
@@ -261,3 +262,82 @@ class DistillationRun(TrainingRun):
     def voice_model(self) -> VoiceModel:
         return VoiceModel(self.cfg.model, self.data.voices, student=self.distiller.target, teacher=self.teacher,
                           meta=self.provenance())
+
+
+class ProgressiveRun(TrainingRun):
+    """Progressive distillation (models/progressive.py): rounds of `progressive_round_steps` steps, each halving
+    the steps, from the EDM teacher's `progressive_base_steps` Heun steps down to 1. Every round's student is
+    written as RUN/progressive_<k>step_model (a voice model whose student takes k steps)."""
+
+    kind = "progressive"
+
+    def __init__(self, feats_dir, run_dir, cfg: RunConfig, teacher: str | Path, resume: bool = False,
+                 progress: bool = True):
+        vm = VoiceModel.load(teacher)
+        if vm.decoder_or_none("teacher") is None:
+            raise ComoliveError(f"{teacher}: holds no teacher decoder to distil")
+        base = cfg.train.progressive_base_steps
+        if base < 2 or base & (base - 1):
+            raise ComoliveError(f"progressive_base_steps must be a power of two of at least 2, got {base}")
+        self.teacher, cfg.model = vm.teacher, vm.cfg
+        self.rounds = base.bit_length() - 1  # base -> base/2 -> ... -> 1
+        super().__init__(feats_dir, run_dir, cfg, resume, progress)
+
+    def _start_round(self, r: int, teacher: EDMDecoder) -> None:
+        base = self.cfg.train.progressive_base_steps
+        self.round = r
+        self.distiller = ProgressiveDistiller(teacher, base, base >> r)
+        self.model = self.distiller.student
+
+    def build(self) -> None:
+        self._start_round(0, self.teacher)
+
+    def restore(self, tensors):
+        r = int(tensors["progress.round"].item())
+        if r > 0:  # the round's teacher is the previous round's student
+            base = self.cfg.train.progressive_base_steps
+            prev = ProgressiveDecoder(self.cfg.model, base, base >> r)
+            load_into(prev, {k[8:]: v for k, v in tensors.items() if k.startswith("teacher.")}, self.run_dir)
+            self._start_round(r, prev)
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.train.lr, betas=(0.9, 0.99),
+                                         weight_decay=0.0)
+        super().restore(tensors)
+
+    def weights(self):
+        w = {**super().weights(), "progress.round": torch.tensor(self.round)}
+        if self.round > 0:
+            w.update({"teacher." + k: v for k, v in self.distiller.teacher.state_dict().items()})
+        return w
+
+    def loss(self, batch):
+        return self.distiller.loss(batch["mel"], batch, batch["mask"])
+
+    def lr_at(self, step: int) -> float:
+        """Warm-up and cosine within each round."""
+        tc, n = self.cfg.train, self.cfg.train.progressive_round_steps
+        p, warm = step % n, max(1, n // 10)
+        if p < warm:
+            return tc.lr * (p + 1) / warm
+        return tc.lr_min + 0.5 * (tc.lr - tc.lr_min) * (1 + math.cos(math.pi * (p - warm) / max(1, n - warm)))
+
+    def after_step(self) -> None:
+        n = self.cfg.train.progressive_round_steps
+        if (self.step + 1) % n == 0 and self.round + 1 < self.rounds:  # this round ends: its student teaches
+            self.voice_model().save(self.run_dir / f"progressive_{self.model.steps}step_model")
+            self._start_round(self.round + 1, self.model.eval().requires_grad_(False))
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.train.lr, betas=(0.9, 0.99),
+                                         weight_decay=0.0)
+
+    def total_steps(self) -> int:
+        return self.rounds * self.cfg.train.progressive_round_steps
+
+    def sample_steps(self) -> int:
+        return self.model.steps
+
+    def save(self) -> None:
+        super().save()
+        self.voice_model().save(self.run_dir / f"progressive_{self.model.steps}step_model")
+
+    def voice_model(self) -> VoiceModel:
+        meta = {**self.provenance(), **student_meta(self.model)}
+        return VoiceModel(self.cfg.model, self.data.voices, student=self.model, meta=meta)

@@ -18,6 +18,7 @@ from models.consistency import ConsistencyDecoder
 from models.edm import EDMDecoder, unit_to_mel
 from models.errors import ComoliveError, ModelFileError
 from models.noise import frame_noise
+from models import progressive
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED_DIR / "default"
@@ -67,7 +68,14 @@ class VoiceModel:
         except (KeyError, TypeError, ComoliveError) as e:
             raise ModelFileError(f"{stem}: unreadable model configuration ({e})") from None
         decoders = {}
-        for prefix, klass in (("student.", ConsistencyDecoder), ("teacher.", EDMDecoder)):
+        student = ConsistencyDecoder
+        if meta.get("student_kind") == progressive.KIND:  # a progressive-distillation student (models/progressive.py)
+            try:
+                student = lambda c: progressive.student_from_meta(c, meta)  # noqa: E731
+                student(cfg)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ModelFileError(f"{stem}: unreadable progressive student settings ({e})") from None
+        for prefix, klass in (("student.", student), ("teacher.", EDMDecoder)):
             sd = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
             if sd:
                 dec = klass(cfg)
