@@ -77,7 +77,7 @@ class FileBackend:
                     if wait > 0:
                         time.sleep(wait)
                     loop.audio_in(x, None)
-                self.played.append(loop.audio_out(0, m, None))
+                self.played.append(loop.audio_out(0, m, None).copy())  # the loop reuses its buffer
         except Exception as e:
             self.error = f"file device failed: {type(e).__name__}: {e}"
         finally:

@@ -105,6 +105,7 @@ class LiveLoop:
         self._in_gain = db_to_gain(config.input_gain_db)
         self._in_gain_target = self._in_gain
         self._in_level = 0.0
+        self._in_buf = self._in_tmp = self._in_steps = np.zeros(0, np.float32)  # audio_in's buffers
         self._measured: float | None = None
         self._out_started: set[int] = set()
         self._device_parts: dict[str, float] = {}
@@ -228,18 +229,25 @@ class LiveLoop:
 
     # ------------------------------------------------------------ audio callbacks
     def audio_in(self, x: np.ndarray, t_adc: float | None) -> None:
-        """Device callback: new input frames (mono view, valid only during the call)."""
+        """Device callback: new input frames (mono view, valid only during the call). Allocates nothing and
+        takes no lock (tests/test_live.py counts): gains are applied in buffers made once."""
         n = len(x)
+        if n > len(self._in_buf):  # the largest callback so far: grow once
+            self._in_buf, self._in_tmp = np.zeros(n, np.float32), np.zeros(n, np.float32)
+            self._in_steps = np.arange(1, n + 1, dtype=np.float32)
+        y, tmp = self._in_buf[:n], self._in_tmp[:n]
         if self._in_gain != self._in_gain_target:
-            g = np.linspace(self._in_gain, self._in_gain_target, n + 1, dtype=np.float32)[1:]
+            np.multiply(self._in_steps[:n], (self._in_gain_target - self._in_gain) / n, out=tmp)
+            tmp += self._in_gain
+            np.multiply(x, tmp, out=y)
             self._in_gain = self._in_gain_target
         else:
-            g = self._in_gain
-        y = (x * g).astype(np.float32)
+            np.multiply(x, self._in_gain, out=y)
         self.ring.write(y)
         self.worker.wake.set()
         if n:
-            self._in_level = max(float(np.max(np.abs(y))), self._in_level * 0.9)
+            np.abs(y, out=tmp)
+            self._in_level = max(float(tmp.max()), self._in_level * 0.9)
         if self.recorder is not None:
             self.recorder.feed_input(y)
 

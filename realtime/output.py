@@ -63,7 +63,12 @@ class OutputSink:
         self.next_pos = self.prefill  # where the worker's next frame goes (output timeline)
         self._frac = 0.0
         self._last = np.zeros((self.fade, 2), np.float32)  # the last frames played (raw), for fade-outs
-        self._tail = np.zeros((0, 2), np.float32)  # fade-out frames still to play
+        self._last_spare = np.zeros((self.fade, 2), np.float32)
+        self._tail = np.zeros((self.fade, 2), np.float32)  # the fade-out being played
+        self._tail_at = self._tail_left = 0
+        self._fade_up = np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:, None]  # 1/fade .. 1
+        self._fade_down = np.linspace(1.0, 0.0, self.fade + 1, dtype=np.float32)[1:, None]  # .. 1/fade, 0
+        self._y = np.zeros(0, np.float32)  # callback buffers (_scratch)
         self._pushed = np.zeros((self.fade, 2), np.float32)  # the last frames pushed (for a gap's fade-out)
         self._fade_in = False  # the next pushed block starts with a fade-in (it follows a gap)
         self.dry_ring = None  # when set (same rate as the input): bypass reads the input ring directly
@@ -77,7 +82,7 @@ class OutputSink:
             x = self.resampler(x)
         if self.next_pos > self.ring.written or self._fade_in:  # after skipped input or a gap: fade in
             k = min(self.fade, len(x))
-            x[:k] *= np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
+            x[:k] *= self._fade_up[:k]
             self._fade_in = False
         self.late_frames += self.ring.write_at(self.next_pos, x)
         self.next_pos += len(x)
@@ -91,8 +96,7 @@ class OutputSink:
         self._frac = exact - n
         x = np.zeros((n, 2), np.float32)
         k = min(self.fade, n)
-        ramp = np.linspace(1.0, 0.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
-        x[:k] = self._pushed[::-1][:k] * ramp
+        x[:k] = self._pushed[::-1][:k] * self._fade_down[:k]
         self.late_frames += self.ring.write_at(self.next_pos, x)
         self.next_pos += n
         self._pushed[:] = 0.0
@@ -110,60 +114,101 @@ class OutputSink:
         self.next_pos += n
 
     # ---------------------------------------------------------------- callback side
+    def _scratch(self, n: int) -> None:
+        """Buffers the callback works in; they grow (once) to the largest callback seen, never per call."""
+        if n > len(self._y):
+            self._x = np.zeros((n, 2), np.float32)
+            self._y, self._m, self._g = (np.zeros(n, np.float32) for _ in range(3))
+            self._steps = np.arange(1, n + 1, dtype=np.float32)
+
     def pull(self, n: int) -> np.ndarray:
-        """Callback: the `n` mono frames to play now (gains, bypass and dropout fades applied)."""
-        ring = self.ring
+        """Callback: the `n` mono frames to play now (gains, bypass and dropout fades applied).
+
+        Returns a view of a buffer this sink reuses: copy it out before the next call. Allocates nothing
+        (tests/test_live.py counts), dropouts included."""
+        self._scratch(n)
+        ring, x = self.ring, self._x[:n]
         p0 = ring.read_pos
         avail = ring.available()
         if self.playing and avail >= n:
-            x = ring.peek(n)
+            ring.peek_into(x)
         elif self.playing:  # overrun: play what is there, then fade out on its own time-reversed tail
             have = max(avail, 0)
-            x = np.zeros((n, 2), np.float32)
+            x.fill(0.0)
             if have:
-                x[:have] = ring.peek(have)
-            played = np.concatenate([self._last, x[:have]])
-            ramp = np.linspace(1.0, 0.0, self.fade + 1, dtype=np.float32)[1:, None]
-            self._tail = played[::-1][:self.fade] * ramp  # continuous at the junction, ends at zero
+                ring.peek_into(x[:have])
+            self._start_tail(x, have)
             self.playing = False
             self.dropouts += 1
             self._emit_tail(x, have)
         else:
-            x = np.zeros((n, 2), np.float32)
+            x.fill(0.0)
             self._emit_tail(x, 0)
-            if len(self._tail) == 0 and avail >= n + self.fade:  # enough again: resume with a fade-in
-                x = ring.peek(n)
+            if self._tail_left == 0 and avail >= n + self.fade:  # enough again: resume with a fade-in
+                ring.peek_into(x)
                 k = min(self.fade, n)
-                x[:k] *= np.linspace(0.0, 1.0, self.fade + 1, dtype=np.float32)[1:k + 1, None]
+                x[:k] *= self._fade_up[:k]
                 self.playing = True
         ring.advance(n)
-        self._last = np.concatenate([self._last, x])[-self.fade:]
+        self._remember(x)
         if self.dry_ring is not None and (self.mix or self.mix_target):
             # the dry signal straight from the input ring: bypass keeps playing when the worker is late
-            x[:, 1] = self.dry_ring.peek_at(p0 - self.dry_offset, n)
+            self.dry_ring.peek_at_into(p0 - self.dry_offset, self._y[:n])
+            x[:, 1] = self._y[:n]
         y = self._mix(x)
-        peak = float(np.max(np.abs(y))) if n else 0.0
-        self.level = max(peak, self.level * 0.9)
+        if n:
+            np.abs(y, out=self._m[:n])
+            self.level = max(float(self._m[:n].max()), self.level * 0.9)
+        else:
+            self.level *= 0.9
         return y
+
+    def _remember(self, x: np.ndarray) -> None:
+        """Keep the last `fade` frames played (for a fade-out), swapping two buffers instead of allocating."""
+        n, f = len(x), self.fade
+        if n >= f:
+            self._last[:] = x[n - f:]
+            return
+        self._last_spare[:f - n] = self._last[n:]
+        self._last_spare[f - n:] = x
+        self._last, self._last_spare = self._last_spare, self._last
+
+    def _start_tail(self, x: np.ndarray, have: int) -> None:
+        """The fade-out after frame `have` of x: the last `fade` frames played, time-reversed, ramped to zero."""
+        f = self.fade
+        k = min(have, f)
+        self._tail[:k] = x[have - k:have][::-1]  # the newest frames first
+        self._tail[k:] = self._last[::-1][:f - k]
+        self._tail *= self._fade_down
+        self._tail_at, self._tail_left = 0, f
 
     def _emit_tail(self, x: np.ndarray, at: int) -> None:
         """Write the pending fade-out tail from frame `at` on (what does not fit waits for the next call)."""
-        m = min(len(self._tail), len(x) - at)
-        x[at:at + m] = self._tail[:m]
-        self._tail = self._tail[m:]
+        m = min(self._tail_left, len(x) - at)
+        if m > 0:
+            x[at:at + m] = self._tail[self._tail_at:self._tail_at + m]
+            self._tail_at += m
+            self._tail_left -= m
 
-    def _ramp(self, cur: float, target: float, n: int, per_sample: float) -> np.ndarray:
-        if cur == target:
-            return np.full(n, cur, np.float32)
-        step = np.sign(target - cur) * per_sample
-        r = cur + step * np.arange(1, n + 1, dtype=np.float32)
-        r = np.minimum(r, target) if step > 0 else np.maximum(r, target)
-        return r.astype(np.float32)
+    def _ramp(self, out: np.ndarray, cur: float, target: float, per_sample: float) -> float:
+        """`out` <- a ramp from cur towards target by per_sample a frame (held at target); returns its end."""
+        n = len(out)
+        if cur == target or n == 0:
+            out.fill(cur)
+            return cur
+        step = per_sample if target > cur else -per_sample
+        np.multiply(self._steps[:n], step, out=out)
+        out += cur
+        (np.minimum if step > 0 else np.maximum)(out, target, out=out)
+        return float(out[-1])
 
     def _mix(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
-        m = self._ramp(self.mix, self.mix_target, n, 1.0 / self.fade)
-        g = self._ramp(self.gain, self.gain_target, n, max(abs(self.gain_target - self.gain), 1e-9) / self.fade)
-        self.mix, self.gain = float(m[-1]) if n else self.mix, float(g[-1]) if n else self.gain
-        y = x[:, 0] + m * (x[:, 1] - x[:, 0])
-        return y * g
+        m, g, y = self._m[:n], self._g[:n], self._y[:n]
+        self.mix = self._ramp(m, self.mix, self.mix_target, 1.0 / self.fade)
+        self.gain = self._ramp(g, self.gain, self.gain_target, max(abs(self.gain_target - self.gain), 1e-9) / self.fade)
+        np.subtract(x[:, 1], x[:, 0], out=y)
+        y *= m
+        y += x[:, 0]
+        y *= g
+        return y

@@ -68,7 +68,12 @@ class InputRing:
         """`n` samples from absolute position `pos`, without consuming; zeros where nothing (valid) is there.
 
         For a second reader that stays well behind the writer (the callback's bypass path)."""
-        out = np.zeros(n, np.float32)
+        return self.peek_at_into(pos, np.empty(n, np.float32))
+
+    def peek_at_into(self, pos: int, out: np.ndarray) -> np.ndarray:
+        """peek_at into `out` (its length is n; no allocation: the audio callback uses it)."""
+        n = len(out)
+        out.fill(0.0)
         lo, hi = max(pos, self.written - self.capacity + 1), min(pos + n, self.written)
         if hi > lo:
             i, k = lo % self.capacity, hi - lo
@@ -131,11 +136,17 @@ class OutputRing:
 
     def peek(self, n: int) -> np.ndarray:
         """Consumer: the next `n` frames (copy), without advancing. Call with n <= available()."""
+        return self.peek_into(np.empty((n, self.buf.shape[1]), np.float32))
+
+    def peek_into(self, out: np.ndarray) -> np.ndarray:
+        """peek into `out` [n, channels] (no allocation: the audio callback uses it)."""
+        n = len(out)
         i = self.read_pos % self.capacity
         k = min(n, self.capacity - i)
-        if k == n:
-            return self.buf[i:i + n].copy()
-        return np.concatenate([self.buf[i:], self.buf[:n - k]])
+        out[:k] = self.buf[i:i + k]
+        if k < n:
+            out[k:] = self.buf[:n - k]
+        return out
 
     def advance(self, n: int) -> None:
         """Consumer: move the read position by `n` frames (read or not: the device clock goes on)."""

@@ -7,6 +7,8 @@ with the converted signal.
 """
 from __future__ import annotations
 
+import os
+import select
 import sys
 import threading
 import time
@@ -35,6 +37,38 @@ class DelayLine:
         return y[:len(x)]
 
 
+class Wakeup:
+    """The callback's signal to the worker: a byte written to a non-blocking pipe. Unlike threading.Event,
+    setting it takes no lock and allocates nothing, so the audio callback can never wait on the worker."""
+
+    _BYTE = b"\x01"
+
+    def __init__(self):
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+
+    def set(self) -> None:
+        try:
+            os.write(self._w, self._BYTE)
+        except (BlockingIOError, OSError):  # full (the worker has plenty to do) or closed: nothing to add
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Until set (or timeout), then forget every signal so far."""
+        try:
+            if select.select([self._r], [], [], timeout)[0]:
+                os.read(self._r, 65536)
+        except (OSError, ValueError):  # closed under us: the worker is stopping
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class InferenceWorker:
     def __init__(self, session, ring: InputRing, sinks: list[OutputSink], block: int, rate: int,
                  dry_delay: int, on_error: Callable[[str], None], max_backlog: int | None = None):
@@ -44,7 +78,7 @@ class InferenceWorker:
         self.dry = DelayLine(dry_delay)
         self.on_error = on_error
         self.max_backlog = max_backlog or max(4 * self.block, self.rate // 2)
-        self.wake = threading.Event()
+        self.wake = Wakeup()
         self.times = ComputeTimes()
         self.blocks = 0
         self.overruns = 0  # blocks whose output came too late for (part of) their slot, or were skipped
@@ -70,6 +104,8 @@ class InferenceWorker:
         self.wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.wake.close()
 
     def idle(self) -> bool:
         """True while the worker waits for input (used by the file device's fast mode)."""
@@ -92,7 +128,6 @@ class InferenceWorker:
                 if self.ring.available() < self.block:
                     self._idle.set()
                     self.wake.wait(0.05)
-                    self.wake.clear()
                     continue
                 self._idle.clear()
                 self._step()

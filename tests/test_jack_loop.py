@@ -95,25 +95,19 @@ def test_live_command_runs_headless_on_jack_and_stops_cleanly(jack_server, capsy
 
 
 def _private_jackd(name: str):
-    """jackd with the dummy driver under its own name, started without touching this process's PortAudio
-    (so that the server can die without a PortAudio client of it here)."""
+    """jackd with the dummy driver under its own name, started and awaited without any JACK client in this
+    process (libjack here would take this process down with the server when it quits)."""
     import shutil
     import subprocess
-    import time
-
-    import jack
 
     proc = subprocess.Popen([shutil.which("jackd"), "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        try:
-            jack.Client("comolive_probe", no_start_server=True, servername=name).close()
-            return proc
-        except jack.JackError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise AssertionError("jackd did not come up")
+    ready = subprocess.run([shutil.which("jack_wait"), "-s", name, "-w", "-t", "30"], capture_output=True,
+                           timeout=60)
+    if ready.returncode != 0:
+        proc.terminate()
+        raise AssertionError(f"jackd did not come up: {ready.stdout!r}")
+    return proc
 
 
 @pytest.mark.parametrize("how", ["server quits", "ctrl-c"])

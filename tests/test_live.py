@@ -354,3 +354,58 @@ def test_bypass_keeps_playing_the_dry_input_while_the_worker_is_stalled():
     y, st, loop = run_loop(session, x, fast=False, margin_ms=200.0, bypass=True)
     assert st.error is None and st.dropouts >= 1  # the converted path did drop out...
     assert np.max(np.abs(y - x)) < 1e-6  # ...and the dry input played on at exactly the declared latency
+
+
+def test_the_audio_callbacks_allocate_nothing_and_take_no_lock():
+    """Steady playing, a dropout and its recovery, gain and bypass ramps: tracemalloc sees no block-sized
+    allocation in audio_in/audio_out. Callbacks of 4096 frames, where one float32 array of the period is
+    16 KiB; what remains (< 8 KiB) is Python's own small objects (array views), the same for any period."""
+    import tracemalloc
+
+    from realtime.worker import Wakeup
+
+    x = harmonic(220.0, 1.0, SR)
+    session = DelaySession()
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=session, backend=backend)
+    loop.start()
+    try:
+        backend.done.wait(30)
+        assert isinstance(loop.worker.wake, Wakeup)  # a pipe write, not an Event (which takes a lock)
+        loop.worker.stop()  # the callbacks alone from here on: no other thread allocates while they run
+        sink, n = loop.sinks[0], 4096
+        block = x[:n].copy()
+
+        def feed(blocks):
+            for _ in range(blocks):
+                sink.push(block, block)
+
+        def peak_of(calls, before=lambda k: None):
+            worst = 0
+            for k in range(calls):
+                before(k)
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+                loop.audio_in(block, None)
+                loop.audio_out(0, n, None)
+                worst = max(worst, tracemalloc.get_traced_memory()[1] - base)
+            return worst
+
+        feed(8)
+        loop.audio_in(block, None), loop.audio_out(0, n, None)  # buffers sized once, before counting
+        tracemalloc.start()
+        try:
+            steady = peak_of(20)
+            loop.set(input_gain_db=-6.0, output_gain_db=-3.0, bypass=True)
+            ramps = peak_of(5)
+            loop.set(bypass=False)
+            sink.ring.read_pos = sink.ring.written - 10  # the worker is late: an overrun, its fade-out ...
+            dropout = peak_of(4)
+            feed(10)  # ... and the fade-in when blocks arrive again (the first ones arrive too late)
+            recovery = peak_of(4)
+        finally:
+            tracemalloc.stop()
+        assert sink.dropouts >= 1 and sink.playing
+        assert max(steady, ramps, dropout, recovery) < 8192, (steady, ramps, dropout, recovery)
+    finally:
+        loop.stop()
