@@ -231,6 +231,12 @@ def cmd_bench(a: argparse.Namespace) -> None:
         from realtime.bench_live import run_live_bench
 
         return run_live_bench(json_path=a.json, model=a.model, seconds=a.seconds)
+    if a.what == "soak":
+        from realtime.soak import run_soak
+
+        if not a.minutes > 0:
+            raise _error(f"--minutes must be above 0, got {a.minutes:g}")
+        return run_soak(a.minutes, a.faults, json_path=a.json)
     from engine.bench import finish_report, print_overview, run_bench
 
     if a.what != "all":
@@ -471,14 +477,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="speed benchmarks (tables on stdout, JSON with --json)")
-    b.add_argument("what", nargs="?", default="all", choices=("model", "features", "vocoder", "live", "all"),
-                   help="one section, or all of them with a summary (default)")
+    b.add_argument("what", nargs="?", default="all",
+                   choices=("model", "features", "vocoder", "live", "soak", "all"),
+                   help="one section, or all of them with a summary (default; soak is never part of all)")
     b.add_argument("--json", default=None, help="write the results as JSON to this file")
     b.add_argument("--seconds", type=float, default=10.0, help="length of the benchmark input")
     b.add_argument("--corpus", default="data/corpus", help="corpus whose held-out split `bench vocoder` copies")
     b.add_argument("--clips", type=int, default=8, help="held-out clips for the vocoder quality table")
     b.add_argument("--real", default=None, help="real-voice folder with a MANIFEST.tsv: `bench vocoder` also copies "
                                                 "its held-out singing")
+    b.add_argument("--minutes", type=float, default=60.0, help="soak: how long the live loop runs (default 60)")
+    b.add_argument("--faults", action="store_true", help="soak: inject slow and failing blocks and restart the "
+                                                         "audio server on a schedule")
     model_args(b, device=False)
     b.set_defaults(func=cmd_bench)
 

@@ -409,3 +409,21 @@ def test_the_audio_callbacks_allocate_nothing_and_take_no_lock():
         assert max(steady, ramps, dropout, recovery) < 8192, (steady, ramps, dropout, recovery)
     finally:
         loop.stop()
+
+
+def test_the_soak_summary_counts_faults_drift_memory_and_recoveries():
+    from realtime.soak import summarise
+
+    def reading(t, blocks, drop, failed, offset, rss, threads, slow=0, err=None):
+        return {"t": t, "blocks": blocks, "dropouts": drop, "late_blocks": 0, "failed_blocks": failed,
+                "timeline_offset": offset, "latency_ms": 250.0, "rss_mb": rss, "threads": threads,
+                "injected": {"slow": slow, "raise": failed}, "compute_ms_p99": 20.0}
+
+    first = {"started_s": 0.0, "rc": 2, "readings": [reading(t, 12 * t, 0, 0, -9000, 900.0, 3) for t in range(1, 4)]
+             + [reading(40, 480, 2, 1, -9256, 903.0, 3, slow=1), {"error": "gone", "stopped_at": 101.5}]}
+    second = {"started_s": 60.0, "rc": 0, "readings": [reading(t, 12 * t, 0, 0, -9000, 901.0, 3) for t in range(1, 6)]}
+    rep = summarise([first, second], [{"noticed_s": 1.5, "child_exit_s": 3.2}], 2.0, True)
+    a, b = rep["runs"]
+    assert (a["dropouts"], a["failed_blocks"], a["injected_slow"], a["timeline_drift_samples"]) == (2, 1, 1, 256)
+    assert (a["rss_start_mb"], a["rss_end_mb"], a["threads_start"], a["threads_end"]) == (900.0, 903.0, 3, 3)
+    assert b["timeline_drift_samples"] == 0 and rep["recoveries"] == 1 and rep["device_loss_noticed_s"] == [1.5]
