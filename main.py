@@ -262,7 +262,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     from engine.eval_schema import validate
     from engine.evaluate import evaluate_folder, evaluate_parallel, parse_systems, print_report
 
-    systems = parse_systems(a.systems)
+    systems = parse_systems(a.systems or ("student:1" if a.real else "teacher:50,student:1,student:2"))
     skip = tuple(s for s in (a.skip or "").split(",") if s)
     common = dict(model=a.model, systems=systems, device=a.device, skip=skip, plots_dir=a.plots, vocoder=a.vocoder)
     if a.real:
@@ -270,8 +270,10 @@ def cmd_eval(a: argparse.Namespace) -> None:
             raise _error("give --real DIR alone (not with a CORPUS or --source-dir)")
         from engine.eval_real import evaluate_real, print_real_report
 
+        if len(systems) != 1:
+            raise _error("--real evaluates one system at a time: give one SAMPLER:STEPS with --systems")
         doc = evaluate_real(a.real, model=a.model, vocoder=a.vocoder, device=a.device, pairs=a.pairs,
-                            live=not a.no_live)
+                            live=not a.no_live, system=systems[0], retrieval=a.retrieval)
         print_real_report(doc)
         if a.json:
             Path(a.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
@@ -466,7 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-live", action="store_true", help="with --real: leave out the live-session rows")
     ev.add_argument("--zero-shot", action="store_true",
                     help="with CORPUS: voices from reference clips, trained vs never-trained voices")
-    ev.add_argument("--systems", default="teacher:50,student:1,student:2", help="SAMPLER:STEPS list")
+    ev.add_argument("--retrieval", type=float, default=0.0,
+                    help="with --real: share of each content frame replaced by its nearest frames in the reference "
+                         "clip (0..1; measured: it does not help the default model, see docs/results.md)")
+    ev.add_argument("--systems", default=None, help="SAMPLER:STEPS list (default teacher:50,student:1,student:2; "
+                                                  "with --real one system, default student:1)")
     ev.add_argument("--pairs", type=int, default=12, help="number of A->B conversions (parallel split, --real)")
     ev.add_argument("--max-seconds", type=float, default=None, help="crop each pair to this length (parallel split)")
     ev.add_argument("--skip", default=None, help="metrics to leave out: mcd,dnsmos,cer,stream")

@@ -161,9 +161,10 @@ class RealMeter:
     """The converter, the metric models, and caches: each clip is loaded, embedded and tracked once."""
 
     def __init__(self, real_dir: Path, model=None, vocoder: str = "nsf", device: str | None = None,
-                 notes: list[str] | None = None):
+                 notes: list[str] | None = None, system: tuple[str, int] = ("student", 1), retrieval: float = 0.0):
         self.real_dir = Path(real_dir)
         self.model = None if model is None else str(model)
+        self.system, self.retrieval = system, retrieval
         self.conv = Converter(model=model, device=device, vocoder=vocoder)
         self.spk = SpeakerEncoder(device=self.conv.device)
         self.mos = DNSMOS()
@@ -226,7 +227,9 @@ class RealMeter:
 
     def convert(self, path: str, src: SourceClip, reference: Reference, key: float) -> np.ndarray:
         if path == "offline":
-            return self.conv.convert(src.wav, src.sr, key=key, reference=reference).audio
+            sampler, steps = self.system
+            return self.conv.convert(src.wav, src.sr, key=key, reference=reference, sampler=sampler, steps=steps,
+                                     retrieval=self.retrieval).audio
         from engine.stream_session import run_offline
 
         return np.asarray(run_offline(self.live_config(src, reference, key), src.wav, src.sr), np.float32)
@@ -314,8 +317,11 @@ def _inputs(real_dir: Path, plan: list[dict], ref_seconds: tuple[float, float], 
 
 def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder: str = "nsf",
                   device: str | None = None, pairs: int = 12, live: bool = True,
-                  ref_seconds: tuple[float, float] = (3, 10), progress: bool = True) -> dict:
-    """The fixed held-out real-voice evaluation of a MANIFEST.tsv folder (see the module doc)."""
+                  ref_seconds: tuple[float, float] = (3, 10), progress: bool = True,
+                  system: tuple[str, int] = ("student", 1), retrieval: float = 0.0) -> dict:
+    """The fixed held-out real-voice evaluation of a MANIFEST.tsv folder (see the module doc). `system`
+    (sampler, steps) and `retrieval` apply to the offline path; the live path runs only for the live
+    default (the one-step student, no retrieval)."""
     real_dir = Path(real_dir)
     min_s, max_s = float(ref_seconds[0]), float(ref_seconds[1])
     if pairs < 1:
@@ -324,7 +330,10 @@ def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder
         raise ComoliveError(f"ref_seconds must be (shortest, longest) with 0 < shortest <= longest, got {ref_seconds}")
     plan = plan_pairs(heldout_rows(real_dir), pairs, (min_s, max_s))
     notes = [] if len(plan) == pairs else [f"{pairs} pairs asked for; the held-out rows give {len(plan)}"]
-    meter = RealMeter(real_dir, model, vocoder, device, notes)
+    if live and (tuple(system) != ("student", 1) or retrieval):
+        live = False
+        notes.append("live rows are for the one-step student without retrieval: offline rows only")
+    meter = RealMeter(real_dir, model, vocoder, device, notes, tuple(system), float(retrieval))
     total = sum(2 * len(p["references"]) + (2 if live else 0) for p in plan)
     bar = tqdm(total=total, desc="real-voice eval", unit="conv", disable=not progress, dynamic_ncols=True,
                file=sys.stderr)
@@ -333,6 +342,7 @@ def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder
         conversions += _pair_rows(meter, p, live, max_s, bar)
     bar.close()
     doc = {"mode": "real", "model": str(model or "embedded default"), "vocoder": meter.conv.vocoder.name,
+           "system": f"{system[0]}:{system[1]}", "retrieval": float(retrieval),
            "device": str(meter.conv.device), "inputs": _inputs(real_dir, plan, (min_s, max_s), live),
            "notes": notes, "summary": summarise_real(conversions), "conversions": conversions}
     return clean_numbers(doc)
