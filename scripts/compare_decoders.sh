@@ -13,10 +13,11 @@ PROG="${2:-runs/progressive}"
 PY=.venv/bin/python
 OUT=data/compare; mkdir -p "$OUT"
 PAIRS="${PAIRS:-3}"
-$PY main.py bench model --json "$OUT/bench_model.json" > "$OUT/bench_model.log"
+[ -f "$OUT/bench_model.json" ] || $PY main.py bench model --json "$OUT/bench_model.json" > "$OUT/bench_model.log"
 run() {  # NAME MODEL SYSTEM
   local model=(); [ -n "$2" ] && model=(--model "$2")
-  $PY main.py eval data/corpus "${model[@]}" --systems "$3" --vocoder hn --summary-only --json "$OUT/syn_$1.json" \
+  $PY main.py eval data/corpus "${model[@]}" --systems "$3" --vocoder hn --pairs 4 --max-seconds 6 --skip cer,stream \
+    --summary-only --json "$OUT/syn_$1.json" \
     > "$OUT/syn_$1.log" 2>&1
   $PY main.py eval --real "$REAL" "${model[@]}" --systems "$3" --vocoder hn --pairs "$PAIRS" --no-live \
     --json "$OUT/real_$1.json" > "$OUT/real_$1.log" 2>&1
