@@ -85,7 +85,7 @@ def bench_model(model: str | None, seconds: float, repeats: int = 3) -> list[dic
     batch = _feature_batch(vm, frames)
     rows = []
     configs = []
-    untrained_teacher = vm.teacher is None
+    untrained_teacher = vm.decoder_or_none("teacher") is None  # reads the teacher file beside the model
     if untrained_teacher:  # a student-only model: time the teacher's architecture (cost does not depend on weights)
         from models.edm import EDMDecoder
 
