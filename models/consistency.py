@@ -12,7 +12,7 @@ import copy
 import torch
 
 from models.config import ModelConfig
-from models.edm import EDMDecoder, NoiseFn, karras_sigmas
+from models.edm import EDMDecoder, NoiseFn, karras_sigmas, masked_mean
 
 
 class ConsistencyDecoder(EDMDecoder):
@@ -76,10 +76,7 @@ class ConsistencyDistiller:
             target = self.target.denoise(x_lo, s_lo, self.target.encode_condition(feats))
         pred = self.student.denoise(x_hi, s_hi, self.student.encode_condition(feats))
         err = (pred - target) ** 2
-        if mask is None:
-            return err.mean()
-        m = mask.unsqueeze(1).expand_as(err)
-        return (err * m).sum() / m.sum().clamp(min=1)
+        return masked_mean(err, mask)
 
     @torch.no_grad()
     def update_target(self) -> None:

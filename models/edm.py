@@ -66,10 +66,7 @@ class EDMDecoder(nn.Module):
         x = mel + torch.randn_like(mel) * sigma.view(-1, 1, 1)
         weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
         err = (self.denoise(x, sigma, self.encode_condition(feats)) - mel) ** 2 * weight.view(-1, 1, 1)
-        if mask is None:
-            return err.mean()
-        m = mask.unsqueeze(1).expand_as(err)
-        return (err * m).sum() / m.sum().clamp(min=1)
+        return masked_mean(err, mask)
 
     # --- sampling ---
     @torch.no_grad()
@@ -88,6 +85,14 @@ class EDMDecoder(nn.Module):
                 x_next = x + (s_next - s) * 0.5 * (d + d2)
             x = x_next
         return x
+
+
+def masked_mean(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of err [B, M, T] over the frames mask [B, T] marks as real (padding left out); all when None."""
+    if mask is None:
+        return err.mean()
+    m = mask.unsqueeze(1).expand_as(err)
+    return (err * m).sum() / m.sum().clamp(min=1)
 
 
 def mel_to_unit(mel: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:

@@ -18,7 +18,7 @@ import copy
 import torch
 
 from models.config import ModelConfig
-from models.edm import EDMDecoder, NoiseFn, karras_sigmas
+from models.edm import EDMDecoder, NoiseFn, karras_sigmas, masked_mean
 
 KIND = "progressive"
 
@@ -105,7 +105,4 @@ class ProgressiveDistiller:
             target = x - sv * (x2 - x) / (nv - sv)  # = x2 on the last step (s_next = 0)
         pred = self.student.denoise(x, s, self.student.encode_condition(feats))
         err = (pred - target) ** 2
-        if mask is None:
-            return err.mean()
-        m = mask.unsqueeze(1).expand_as(err)
-        return (err * m).sum() / m.sum().clamp(min=1)
+        return masked_mean(err, mask)
