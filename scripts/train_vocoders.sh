@@ -12,18 +12,31 @@ REAL="${1:?usage: bash scripts/train_vocoders.sh REAL_DIR [nsf|hn|hn-causal ...]
 shift
 WHICH=("$@"); [ ${#WHICH[@]} -gt 0 ] || WHICH=(nsf hn hn-causal)
 PY=.venv/bin/python
-DATA=data/features_real,data/corpus
 [ -f data/corpus/corpus.json ] || $PY main.py corpus data/corpus --seed 0
+[ -f data/features/index.json ] || $PY main.py preprocess data/corpus data/features
 [ -f data/features_real/index.json ] || $PY main.py preprocess "$REAL" data/features_real
+# nsf: stage 1 from the V1 (configs/vocoder_nsf.toml, 700 steps shipped), stage 2 with the decoder's mels
+# (configs/vocoder_nsf_gta.toml, 500 steps shipped). hn, hn-causal: 800 steps from the shipped corpus-only ones,
+# then 2400 more from that run (each run resumes when started again).
+stage() {  # KIND CONFIG RUN INIT [STEPS]   (nsf: real + corpus features; hn: real features + the corpus, exact f0)
+  local resume="" init="" data=data/features_real,data/corpus
+  [ "$1" = nsf ] && data=data/features_real,data/features
+  if [ -f "runs/$3/last.json" ]; then resume="--resume"; elif [ -n "$4" ]; then init="--init $4"; fi
+  $PY main.py train-vocoder "$data" "runs/$3" --vocoder "$1" --config "$2" $resume $init ${5:+--steps $5}
+}
 for v in "${WHICH[@]}"; do
   case "$v" in
-    nsf) kind=nsf; cfg=configs/vocoder_nsf.toml; out=vocoder_nsf ;;
-    hn) kind=hn; cfg=configs/vocoder_hn_real.toml; out=vocoder_hn ;;
-    hn-causal) kind=hn; cfg=configs/vocoder_hn_causal_real.toml; out=vocoder_hn_causal ;;
+    nsf)
+      stage nsf configs/vocoder_nsf.toml vocoder_nsf "" 700
+      [ -n "$(ls data/features_real/*/*/*.gta.npy 2>/dev/null | head -1)" ] || \
+        $PY main.py gta-mels data/features_real,data/features
+      stage nsf configs/vocoder_nsf_gta.toml vocoder_nsf_gta runs/vocoder_nsf/vocoder 500
+      $PY main.py export-vocoder runs/vocoder_nsf_gta models/pretrained/vocoder_nsf --force ;;
+    hn|hn-causal)
+      name=vocoder_${v/-/_}; cfg=configs/vocoder_${v/-/_}_real.toml
+      stage hn "$cfg" "$name" "models/pretrained/$name"
+      stage hn "$cfg" "${name}2" "runs/$name/vocoder" 2400
+      $PY main.py export-vocoder "runs/${name}2" "models/pretrained/$name" --force ;;
     *) echo "unknown vocoder $v (nsf, hn or hn-causal)" >&2; exit 2 ;;
   esac
-  resume=""; [ -f "runs/$out/last.json" ] && resume="--resume"
-  init=""; [ "$kind" = hn ] && [ -z "$resume" ] && init="--init models/pretrained/$out"  # fine-tune the shipped one
-  $PY main.py train-vocoder "$DATA" "runs/$out" --vocoder "$kind" --config "$cfg" $resume $init ${STEPS:+--steps $STEPS}
-  $PY main.py export-vocoder "runs/$out" "models/pretrained/$out" --force
 done
