@@ -264,6 +264,9 @@ class StreamSession:
             self.voice = cfg.reference.name
         if self.model.student is None and cfg.steps >= 1:
             raise ComoliveError("this model has no one-step student decoder; live conversion needs one")
+        if cfg.steps > 1 and getattr(self.model.student, "base_steps", None) is not None:
+            raise ComoliveError("a progressive-distillation student runs live at 1 step only (its multistep "
+                                "sampler is not the streamed one); use convert for more steps")
         self.sr = int(cfg.sample_rate)
         self.block_size = int(round(cfg.block_ms * self.sr / 1000.0))
 
