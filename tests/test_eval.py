@@ -253,9 +253,15 @@ def test_main_eval_source_dir_end_to_end(tmp_path, capsys):
     sf.write(str(src / "two.wav"), wav[int(4.0 * sr): int(6.0 * sr)], sr)
     (src / "broken.wav").write_text("not audio")
     out_json, plots = tmp_path / "r.json", tmp_path / "plots"
+    import shutil
+
+    from models.voice_model import DEFAULT_MODEL
+
+    for ext in (".safetensors", ".json"):  # the student without its teacher file beside it
+        shutil.copy(DEFAULT_MODEL.with_suffix(ext), (tmp_path / "solo").with_suffix(ext))
     code = main(["eval", "--source-dir", str(src), "--voice", "us1", "--key", "2", "--systems",
                  "teacher:50,student:1", "--skip", "stream", "--json", str(out_json), "--plots", str(plots),
-                 "--device", "cpu"])
+                 "--device", "cpu", "--model", str(tmp_path / "solo")])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     doc = json.loads(out_json.read_text())
