@@ -88,7 +88,7 @@ _TYPES = {f.name: f.type for f in fields(PanelSettings)}
 RANGES = {"sample_rate": (16000, 96000), "input_gain_db": (-40.0, 40.0), "output_gain_db": (-60.0, 20.0),
           "monitor_gain_db": (-60.0, 20.0), "key": (-24.0, 24.0), "formant": (-12.0, 12.0), "steps": (1, 8),
           "gate_db": (-90.0, 0.0), "gate_hold_ms": (0.0, 2000.0), "block_ms": (10.0, 1000.0),
-          "margin_ms": (0.0, 2000.0)}
+          "margin_ms": (0.0, 10000.0)}
 
 
 def _coerce(name: str, value):

@@ -24,7 +24,7 @@ class TunePanel(QWidget):
         self.block_ms = self.b.double("block_ms", 10, 1000, 5, " ms", 0,
                                       "Audio block: smaller = less latency, more CPU per second; applies at the "
                                       "next start")
-        self.margin_ms = self.b.double("margin_ms", 0, 2000, 10, " ms", 0,
+        self.margin_ms = self.b.double("margin_ms", 0, 10000, 10, " ms", 0,
                                        "Output safety margin: time the converted audio waits before it plays, so "
                                        "that slow blocks do not drop out. 'one block' is the usual choice; raise "
                                        "it if the dropout counter climbs (next start)")
