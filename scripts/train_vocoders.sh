@@ -17,7 +17,8 @@ PY=.venv/bin/python
 [ -f data/features_real/index.json ] || $PY main.py preprocess "$REAL" data/features_real
 # nsf: stage 1 from the V1 (configs/vocoder_nsf.toml, 700 steps shipped), stage 2 with the decoder's mels
 # (configs/vocoder_nsf_gta.toml, 500 steps shipped). hn, hn-causal: 800 steps from the shipped corpus-only ones,
-# then 2400 more from that run (each run resumes when started again).
+# then 2400 more from that run (each run resumes when started again). The shipped hn is the 800-step run's
+# (the 2400 more steps lowered its DNSMOS on held-out real singing); hn-causal is the longer run's.
 stage() {  # KIND CONFIG RUN INIT [STEPS]   (nsf: real + corpus features; hn: real features + the corpus, exact f0)
   local resume="" init="" data=data/features_real,data/corpus
   [ "$1" = nsf ] && data=data/features_real,data/features
