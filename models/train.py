@@ -65,7 +65,7 @@ class TrainingRun:
         self.build()
         if init is not None and not resume:
             self.warm_start(init)
-        self.opt = torch.optim.AdamW(self.trainable().parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.opt = self.new_optimizer()
         if resume:
             if not (self.run_dir / "last.json").exists():
                 raise ComoliveError(f"{self.run_dir}: nothing to resume (no last checkpoint)")
@@ -76,6 +76,10 @@ class TrainingRun:
             self.rng.seed(tc.seed + self.step)  # checkpoints without a random state
             restore_rng(tensors, self.rng, meta)
         (self.run_dir / "config.toml").write_text(cfg.to_toml())
+
+    def new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.trainable().parameters(), lr=self.cfg.train.lr, betas=(0.9, 0.99),
+                                 weight_decay=0.0)
 
     def warm_start(self, stem: str | Path) -> None:
         """Start from the network of a saved voice model (its teacher, else its student: same architecture,
@@ -111,6 +115,10 @@ class TrainingRun:
     def voice_model(self) -> VoiceModel:
         return VoiceModel(self.cfg.model, self.data.voices, teacher=self.model, meta=self.provenance())
 
+    def model_name(self) -> str:
+        """The voice model file the run writes in its folder (besides its checkpoints)."""
+        return f"{self.kind}_model"
+
     def sample_steps(self) -> int:
         return 10
 
@@ -135,7 +143,7 @@ class TrainingRun:
                 "rng_python": python_rng_state(self.rng)}
         tensors = {**self.weights(), **optimizer_tensors(self.opt), **rng_tensors()}
         save_checkpoint(self.run_dir / "last", tensors, meta)
-        self.voice_model().save(self.run_dir / f"{self.kind}_model")
+        self.voice_model().save(self.run_dir / self.model_name())
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -218,7 +226,7 @@ class TrainingRun:
             bar.close()
             log.close()
         self.save()
-        return self.run_dir / f"{self.kind}_model"
+        return self.run_dir / self.model_name()
 
 
 class DistillationRun(TrainingRun):
@@ -299,8 +307,7 @@ class ProgressiveRun(TrainingRun):
             prev = ProgressiveDecoder(self.cfg.model, base, base >> r)
             load_into(prev, {k[8:]: v for k, v in tensors.items() if k.startswith("teacher.")}, self.run_dir)
             self._start_round(r, prev)
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.train.lr, betas=(0.9, 0.99),
-                                         weight_decay=0.0)
+            self.opt = self.new_optimizer()
         super().restore(tensors)
 
     def weights(self):
@@ -323,10 +330,9 @@ class ProgressiveRun(TrainingRun):
     def after_step(self) -> None:
         n = self.cfg.train.progressive_round_steps
         if (self.step + 1) % n == 0 and self.round + 1 < self.rounds:  # this round ends: its student teaches
-            self.voice_model().save(self.run_dir / f"progressive_{self.model.steps}step_model")
+            self.voice_model().save(self.run_dir / self.model_name())
             self._start_round(self.round + 1, self.model.eval().requires_grad_(False))
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.train.lr, betas=(0.9, 0.99),
-                                         weight_decay=0.0)
+            self.opt = self.new_optimizer()
 
     def total_steps(self) -> int:
         return self.rounds * self.cfg.train.progressive_round_steps
@@ -334,9 +340,8 @@ class ProgressiveRun(TrainingRun):
     def sample_steps(self) -> int:
         return self.model.steps
 
-    def save(self) -> None:
-        super().save()
-        self.voice_model().save(self.run_dir / f"progressive_{self.model.steps}step_model")
+    def model_name(self) -> str:
+        return f"progressive_{self.model.steps}step_model"
 
     def voice_model(self) -> VoiceModel:
         meta = {**self.provenance(), **student_meta(self.model)}

@@ -70,15 +70,14 @@ class VoiceModel:
         decoders = {}
         student = ConsistencyDecoder
         if meta.get("student_kind") == progressive.KIND:  # a progressive-distillation student (models/progressive.py)
-            try:
-                student = lambda c: progressive.student_from_meta(c, meta)  # noqa: E731
-                student(cfg)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ModelFileError(f"{stem}: unreadable progressive student settings ({e})") from None
+            student = lambda c: progressive.student_from_meta(c, meta)  # noqa: E731
         for prefix, klass in (("student.", student), ("teacher.", EDMDecoder)):
             sd = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
             if sd:
-                dec = klass(cfg)
+                try:
+                    dec = klass(cfg)
+                except (KeyError, TypeError, ValueError) as e:  # the progressive student's settings
+                    raise ModelFileError(f"{stem}: unreadable progressive student settings ({e})") from None
                 load_into(dec, sd, stem)
                 decoders[prefix[:-1]] = dec.eval().requires_grad_(False)
         if not decoders:

@@ -91,9 +91,7 @@ class OutputSink:
     def gap(self, n_in: int) -> None:
         """Worker: a block of `n_in` input samples that could not be converted plays as a dropout: the last
         pushed frames fade out on their own time-reversed tail, silence follows, the next block fades in."""
-        exact = n_in * self.rate / self.rate_in + self._frac
-        n = int(exact)
-        self._frac = exact - n
+        n = self._out_frames(n_in)
         x = np.zeros((n, 2), np.float32)
         k = min(self.fade, n)
         x[:k] = self._pushed[::-1][:k] * self._fade_down[:k]
@@ -108,10 +106,14 @@ class OutputSink:
 
         Skipping only happens after a stall far longer than the output margin, so the callback is
         already in a faded dropout; the next block fades in after the silent gap."""
+        self.next_pos += self._out_frames(n_in)
+
+    def _out_frames(self, n_in: int) -> int:
+        """Output frames for `n_in` input samples not pushed, the fraction carried to the next call."""
         exact = n_in * self.rate / self.rate_in + self._frac
         n = int(exact)
         self._frac = exact - n
-        self.next_pos += n
+        return n
 
     # ---------------------------------------------------------------- callback side
     def _scratch(self, n: int) -> None:

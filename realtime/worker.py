@@ -23,6 +23,10 @@ from realtime.ring import InputRing
 MAX_FAILED_IN_ROW = 8  # blocks in a row whose conversion failed before the show stops
 
 
+class RepeatedFailure(RuntimeError):
+    """Blocks kept failing: the show stops (its message names the count and the last error)."""
+
+
 class DelayLine:
     """A fixed delay of `n` samples across blocks."""
 
@@ -132,7 +136,7 @@ class InferenceWorker:
                 self._idle.clear()
                 self._step()
         except Exception as e:  # a bug, or blocks failing again and again: report it, stop the loop cleanly
-            self.on_error(f"inference failed: {e}" if isinstance(e, RuntimeError) and self.failed_in_row
+            self.on_error(f"inference failed: {e}" if isinstance(e, RepeatedFailure)
                           else f"inference failed: {type(e).__name__}: {e}")
         finally:
             self._idle.set()
@@ -151,13 +155,13 @@ class InferenceWorker:
             y = np.asarray(self.session.process(x), np.float32).reshape(-1)
             failure = getattr(getattr(self.session, "stats", None), "failed", None)  # a session that recovered
         except Exception as e:  # noqa: BLE001 - counted; the show stops only when it keeps failing
-            y, failure = x, f"{type(e).__name__}: {e}"
+            y, failure = None, f"{type(e).__name__}: {e}"
             reset = getattr(self.session, "reset", None)  # its state is unknown now: the next block starts afresh
             if reset is not None:
                 reset()
         self.times.add(time.perf_counter() - t0)
         if failure:
-            self._failed(len(x), failure, x)
+            self._failed(x, failure)
             return
         self.failed_in_row = 0
         if len(y) != len(x):
@@ -176,16 +180,16 @@ class InferenceWorker:
             self.output_f0 = estimate_f0(y, self.rate)
         self.output_level_db = to_db(float(np.max(np.abs(y))) if len(y) else 0.0)
 
-    def _failed(self, n: int, failure: str, x: np.ndarray) -> None:
+    def _failed(self, x: np.ndarray, failure: str) -> None:
         """A block that could not be converted: a gap in the output (a faded dropout), the timeline kept."""
         self.failed_blocks += 1
         self.failed_in_row += 1
         self.last_failure = failure
         self.dry(x)
         for s in self.sinks:
-            s.gap(n)
+            s.gap(len(x))
         if self.failed_in_row >= MAX_FAILED_IN_ROW:
-            raise RuntimeError(f"{self.failed_in_row} blocks in a row failed (last: {failure})")
+            raise RepeatedFailure(f"{self.failed_in_row} blocks in a row failed (last: {failure})")
 
     def _skip(self, n: int) -> None:
         self.overruns += max(1, n // self.block)
