@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from models.denoiser import loudness_input, pitch_input, shift_input
 from models.edm import EDMDecoder, karras_sigmas, unit_to_mel
 from models.noise import frame_noise
 from models.streaming import Fifo, StreamingDenoiser
@@ -23,33 +24,20 @@ def condition(decoder: EDMDecoder, content, f0, voiced, loudness, speaker, shift
     """ConditionEncoder.forward before its smoothing conv, per frame: [1, cond_dim, n].
 
     content [n, C]; f0 (unvoiced filled), voiced, loudness (dB), shift (semitones) [n]; speaker [n, S]."""
-    enc = decoder.net.cond_encoder
     p = next(decoder.parameters())
 
     def t(a):
-        return torch.as_tensor(np.asarray(a, np.float32), device=p.device)
+        return torch.as_tensor(np.asarray(a, np.float32), device=p.device).unsqueeze(0)
 
-    lf0 = torch.log1p(t(f0).clamp(min=0) / 700.0)
-    h = enc.content(t(content))
-    h = h + enc.pitch(torch.stack([lf0, t(voiced)], -1))
-    h = h + enc.loudness(((t(loudness) + 40.0) / 20.0).unsqueeze(-1))
-    speaker, shift = np.asarray(speaker, np.float32), np.asarray(shift, np.float32)
-    if len(speaker) and (speaker == speaker[:1]).all():  # no ramp running: project once, same values
-        h = h + enc.speaker(t(speaker[:1]))
-    else:
-        h = h + enc.speaker(t(speaker))
-    if len(shift) and (shift == shift[0]).all():
-        h = h + enc.shift((t(shift[:1]) / 5.0).unsqueeze(-1))
-    else:
-        h = h + enc.shift((t(shift) / 5.0).unsqueeze(-1))
-    return h.t().unsqueeze(0)
+    h = decoder.net.cond_encoder.projections(t(content), t(f0), t(voiced), t(loudness), t(speaker), t(shift))
+    return h.transpose(1, 2)
 
 
 class Conditioner:
     """`condition` for one decoder with its weights packed once (what the live session calls per block).
 
-    The per-frame projections (content, pitch, loudness) are one GEMM over [content, log(1 + f0/700),
-    voiced, (loudness + 40) / 20] with their biases summed; the speaker and shift projections are
+    The per-frame projections (content, pitch, loudness) are one GEMM over [content, pitch_input(f0),
+    voiced, loudness_input(dB)] with their biases summed; the speaker and shift projections are
     computed once and reused while they stay the same (no ramp running). ~25 small ops fewer than
     `condition`; the sums are the same in another order (~1e-7 relative)."""
 
@@ -71,12 +59,12 @@ class Conditioner:
             if key != self._key:
                 spk = torch.from_numpy(speaker[:1].copy()).to(self.device)
                 sh = torch.from_numpy(shift[:1].copy()).to(self.device)
-                self._const = self.b + enc.speaker(spk) + enc.shift((sh / 5.0).unsqueeze(-1))
+                self._const = self.b + enc.speaker(spk) + enc.shift(shift_input(sh).unsqueeze(-1))
                 self._key = key
             return self._const
         spk = torch.from_numpy(np.ascontiguousarray(speaker)).to(self.device)
         sh = torch.from_numpy(np.ascontiguousarray(shift)).to(self.device)
-        return self.b + enc.speaker(spk) + enc.shift((sh / 5.0).unsqueeze(-1))
+        return self.b + enc.speaker(spk) + enc.shift(shift_input(sh).unsqueeze(-1))
 
     def __call__(self, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
         """The arguments of `condition` (numpy) -> [1, cond_dim, n]."""
@@ -84,9 +72,9 @@ class Conditioner:
         n, c = content.shape
         x = np.empty((n, c + 3), np.float32)
         x[:, :c] = content
-        x[:, c] = np.log1p(np.maximum(np.asarray(f0, np.float32), np.float32(0)) / np.float32(700))
+        x[:, c] = pitch_input(f0)
         x[:, c + 1] = voiced
-        x[:, c + 2] = (np.asarray(loudness, np.float32) + np.float32(40)) / np.float32(20)
+        x[:, c + 2] = loudness_input(loudness)
         with torch.inference_mode():
             const = self._constant(np.asarray(speaker, np.float32), np.asarray(shift, np.float32))
             h = torch.addmm(const, torch.from_numpy(x).to(self.device), self.w)

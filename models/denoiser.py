@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -38,6 +39,30 @@ def receptive_field(cfg: ModelConfig) -> tuple[int, int]:
     return sum(p[0] for p in pads) + 1, sum(p[1] for p in pads) + 1  # +1 each side: the 3-tap cond conv
 
 
+F0_SCALE_HZ = 700.0  # pitch enters as log(1 + f0 / 700): the mel scale's own warp
+LOUDNESS_OFFSET_DB, LOUDNESS_SCALE_DB = 40.0, 20.0  # loudness enters as (dB + 40) / 20: about -1..1
+SHIFT_SCALE = 5.0  # the key shift (semitones) enters as shift / 5
+
+
+def pitch_input(f0):
+    """f0 (Hz, torch or numpy) -> log(1 + f0 / 700), the network's pitch input."""
+    if isinstance(f0, torch.Tensor):
+        return torch.log1p(f0.clamp(min=0) / F0_SCALE_HZ)
+    f0 = np.asarray(f0, np.float32)
+    return np.log1p(np.maximum(f0, np.float32(0)) / np.float32(F0_SCALE_HZ))
+
+
+def loudness_input(db):
+    """Loudness (dB, torch or numpy) -> the network's loudness input."""
+    if isinstance(db, torch.Tensor):
+        return (db + LOUDNESS_OFFSET_DB) / LOUDNESS_SCALE_DB
+    return (np.asarray(db, np.float32) + np.float32(LOUDNESS_OFFSET_DB)) / np.float32(LOUDNESS_SCALE_DB)
+
+
+def shift_input(semitones: torch.Tensor) -> torch.Tensor:
+    return semitones / SHIFT_SCALE
+
+
 class ConditionEncoder(nn.Module):
     """Sum of linear projections of the per-frame features, then one 3-tap conv to smooth frame-rate steps."""
 
@@ -45,22 +70,28 @@ class ConditionEncoder(nn.Module):
         super().__init__()
         d = cfg.cond_dim
         self.content = nn.Linear(cfg.content_dim, d)
-        self.pitch = nn.Linear(2, d)  # log(1+f0/700), voiced flag
+        self.pitch = nn.Linear(2, d)  # pitch_input(f0), voiced flag
         self.loudness = nn.Linear(1, d)
         self.speaker = nn.Linear(cfg.speaker_dim, d)
         self.shift = nn.Linear(1, d)
         self.smooth = nn.Conv1d(d, d, 3)
 
-    def forward(self, content, f0, voiced, loudness_db, speaker, shift):
-        """content [B,T,C], f0 [B,T] Hz with unvoiced frames interpolated, voiced [B,T] 0/1, loudness
-        [B,T] dB, speaker [B,S], shift [B] semitones -> [B, cond_dim, T] (edges replicate-padded)."""
-        lf0 = torch.log1p(f0.clamp(min=0) / 700.0)
+    def projections(self, content, f0, voiced, loudness_db, speaker, shift) -> torch.Tensor:
+        """The summed projections before smoothing: [B, T, cond_dim]. content [B,T,C], f0 [B,T] Hz with
+        unvoiced frames interpolated, voiced [B,T] 0/1, loudness [B,T] dB; speaker [B,S] (or per frame
+        [B,T,S]), shift [B] semitones (or per frame [B,T])."""
         h = self.content(content)
-        h = h + self.pitch(torch.stack([lf0, voiced], -1))
-        h = h + self.loudness(((loudness_db + 40.0) / 20.0).unsqueeze(-1))
-        h = h + self.speaker(speaker).unsqueeze(1)
-        h = h + self.shift((shift / 5.0).view(-1, 1, 1).expand(-1, h.shape[1], 1))
-        h = F.pad(h.transpose(1, 2), (1, 1), mode="replicate")
+        h = h + self.pitch(torch.stack([pitch_input(f0), voiced], -1))
+        h = h + self.loudness(loudness_input(loudness_db).unsqueeze(-1))
+        spk = self.speaker(speaker)
+        h = h + (spk.unsqueeze(1) if speaker.dim() == 2 else spk)
+        sh = shift_input(shift)
+        return h + self.shift(sh.view(-1, 1, 1) if sh.dim() == 1 else sh.unsqueeze(-1))
+
+    def forward(self, content, f0, voiced, loudness_db, speaker, shift):
+        """The arguments of `projections` -> [B, cond_dim, T] (edges replicate-padded, smoothed)."""
+        h = F.pad(self.projections(content, f0, voiced, loudness_db, speaker, shift).transpose(1, 2), (1, 1),
+                  mode="replicate")
         return self.smooth(h)
 
 

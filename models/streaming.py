@@ -693,12 +693,7 @@ class StreamingDenoiser:
         shift = g.get("shift", torch.zeros(g["content"].shape[0], device=p.device, dtype=p.dtype))
         if shift.dim() == 0:
             shift = shift.view(1)
-        lf0 = torch.log1p(g["f0"].clamp(min=0) / 700.0)
-        h = enc.content(g["content"])
-        h = h + enc.pitch(torch.stack([lf0, g["voiced"]], -1))
-        h = h + enc.loudness(((g["loudness"] + 40.0) / 20.0).unsqueeze(-1))
-        h = h + enc.speaker(g["speaker"]).unsqueeze(1)
-        h = h + enc.shift((shift / 5.0).view(-1, 1, 1).expand(-1, h.shape[1], 1))
+        h = enc.projections(g["content"], g["f0"], g["voiced"], g["loudness"], g["speaker"], shift.view(-1))
         self._batched = batched
         return h.transpose(1, 2)
 
