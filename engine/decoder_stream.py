@@ -69,6 +69,9 @@ class Conditioner:
     def __call__(self, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
         """The arguments of `condition` (numpy) -> [1, cond_dim, n]."""
         content = np.asarray(content, np.float32)
+        if self.enc.units is not None:
+            with torch.inference_mode():
+                content = self.enc.snap(torch.from_numpy(content).to(self.device)).cpu().numpy()
         n, c = content.shape
         x = np.empty((n, c + 3), np.float32)
         x[:, :c] = content

@@ -26,6 +26,7 @@ class ModelConfig:
     mel_max: float = 2.5
     # conditioning features
     content_dim: int = 384
+    content_units: int = 0  # > 0: content frames snap to this many k-means centres (models/content_units.py)
     speaker_dim: int = 256
     cond_dim: int = 192
     # denoiser (non-causal WaveNet); receptive field = 1 + sum over layers of (kernel-1)*dilation

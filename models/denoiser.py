@@ -16,6 +16,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from models.config import ModelConfig
+from models.content_units import nearest_units
 
 
 def layer_padding(cfg: ModelConfig) -> list[tuple[int, int]]:
@@ -75,12 +76,20 @@ class ConditionEncoder(nn.Module):
         self.speaker = nn.Linear(cfg.speaker_dim, d)
         self.shift = nn.Linear(1, d)
         self.smooth = nn.Conv1d(d, d, 3)
+        if cfg.content_units:  # fitted when training starts (models/train.py), then saved with the weights
+            self.register_buffer("units", torch.zeros(cfg.content_units, cfg.content_dim))
+        else:
+            self.units = None
+
+    def snap(self, content: torch.Tensor) -> torch.Tensor:
+        """Content as the network reads it: each frame's nearest unit, or as is for a model without units."""
+        return content if self.units is None else nearest_units(content, self.units)
 
     def projections(self, content, f0, voiced, loudness_db, speaker, shift) -> torch.Tensor:
         """The summed projections before smoothing: [B, T, cond_dim]. content [B,T,C], f0 [B,T] Hz with
         unvoiced frames interpolated, voiced [B,T] 0/1, loudness [B,T] dB; speaker [B,S] (or per frame
         [B,T,S]), shift [B] semitones (or per frame [B,T])."""
-        h = self.content(content)
+        h = self.content(self.snap(content))
         h = h + self.pitch(torch.stack([pitch_input(f0), voiced], -1))
         h = h + self.loudness(loudness_input(loudness_db).unsqueeze(-1))
         spk = self.speaker(speaker)

@@ -21,11 +21,14 @@ from models.checkpoint import (load_checkpoint, load_into, load_optimizer_tensor
                                python_rng_state, restore_rng, rng_tensors, save_checkpoint, trim_log)
 from models.config import RunConfig
 from models.consistency import ConsistencyDistiller
+from models.content_units import fit_units, sample_frames
 from models.dataset import FeatureDataset, MixedDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
 from models.progressive import ProgressiveDecoder, ProgressiveDistiller, student_meta
 from models.errors import ComoliveError
 from models.voice_model import VoiceModel
+
+UNIT_FRAMES_PER_ITEM = 40  # frames of each utterance (and its perturbed copy) the content units are fitted on
 
 
 class TrainingRun:
@@ -65,6 +68,8 @@ class TrainingRun:
         self.build()
         if init is not None and not resume:
             self.warm_start(init)
+        if not resume:
+            self.fit_content_units(sets)
         self.opt = self.new_optimizer()
         if resume:
             if not (self.run_dir / "last.json").exists():
@@ -85,10 +90,26 @@ class TrainingRun:
         """Start from the network of a saved voice model (its teacher, else its student: same architecture,
         near-identical scalings), e.g. to retrain the shipped decoder on more voices in fewer steps."""
         vm = VoiceModel.load(stem)
-        if vm.cfg.to_dict() != self.cfg.model.to_dict():
+        if {**vm.cfg.to_dict(), "content_units": 0} != {**self.cfg.model.to_dict(), "content_units": 0}:
             raise ComoliveError(f"{stem}: its [model] config differs from this run's; cannot start from it")
         src = vm.teacher if vm.teacher is not None else vm.student
-        load_into(self.trainable(), {k: v.float() for k, v in src.state_dict().items()}, stem)
+        tensors = {k: v.float() for k, v in src.state_dict().items()}
+        own = self.trainable().state_dict()
+        if vm.cfg.content_units != self.cfg.model.content_units:  # units are fitted anew (fit_content_units)
+            tensors = {k: v for k, v in tensors.items() if not k.endswith("cond_encoder.units")}
+            tensors.update({k: torch.zeros_like(v) for k, v in own.items() if k.endswith("cond_encoder.units")})
+        load_into(self.trainable(), tensors, stem)
+
+    def fit_content_units(self, sets: list[FeatureDataset]) -> None:
+        """k-means centres for a model that snaps content to units and has none yet (a fresh run, or one
+        started from a model without them): fitted on the training content, original and perturbed."""
+        enc = getattr(getattr(self.trainable(), "net", None), "cond_encoder", None)
+        if enc is None or enc.units is None or bool(enc.units.abs().sum() > 0):
+            return
+        contents = [c for d in sets for u in d.utts for c in (u.content, u.content_pert) if c is not None]
+        frames = sample_frames(contents, UNIT_FRAMES_PER_ITEM, self.cfg.train.seed)
+        print(f"fitting {len(enc.units)} content units on {len(frames)} frames", flush=True)
+        enc.units.copy_(torch.from_numpy(fit_units(frames, len(enc.units), self.cfg.train.seed)))
 
     # --- hooks ---
     def build(self) -> None:
