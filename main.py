@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
     c.add_argument("--key", type=_key, default=0.0, help="key shift in semitones (-24..24)")
     c.add_argument("--formant", type=_formant, default=0.0,
-                   help="formant shift in semitones (-12..12; needs --vocoder hn)")
+                   help="formant shift in semitones (-12..12; needs an f0-driven vocoder: nsf or hn)")
     c.add_argument("--steps", type=_steps, default=1, help="decoder steps: 1 = one-step student (default)")
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")

@@ -6,7 +6,9 @@ singer's timbre from the content and copy it into a conversion. Run on a feature
 (`main.py preprocess`), it scores the content of the originals and of the timbre-perturbed copies the
 decoder trains on:
 
-    python -m engine.speaker_probe data/features_real [--speakers 20] [--json probe.json]
+    python -m engine.speaker_probe data/features_real [--speakers 20] [--model M] [--json probe.json]
+
+With --model, the frames are first snapped to that voice model's content units (what its decoder reads).
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ def _frames(z, key: str, rng: np.random.Generator, n: int) -> np.ndarray:
     return x[rng.choice(len(x), size=min(n, len(x)), replace=False)]
 
 
-def speaker_probe(feats: str | Path, speakers: int = 20, frames_per_utt: int = 100, seed: int = 0) -> dict:
-    """Probe accuracy for `content` and `content_pert` on the `speakers` best-covered real speakers."""
+def speaker_probe(feats: str | Path, speakers: int = 20, frames_per_utt: int = 100, seed: int = 0,
+                  view=None) -> dict:
+    """Probe accuracy for `content` and `content_pert` on the `speakers` best-covered real speakers;
+    view: frames [N, C] -> what the probe sees (default: the frames themselves)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -51,6 +55,8 @@ def speaker_probe(feats: str | Path, speakers: int = 20, frames_per_utt: int = 1
                     if key not in z.files:
                         continue
                     x = _frames(z, key, rng, frames_per_utt)
+                if view is not None:
+                    x = view(x)
                 part = "test" if i < n_test else "train"
                 xs[part].append(x)
                 ys[part].append(np.full(len(x), label))
@@ -63,13 +69,30 @@ def speaker_probe(feats: str | Path, speakers: int = 20, frames_per_utt: int = 1
     return report
 
 
+def _units_view(model: str):
+    import torch
+
+    from models.voice_model import VoiceModel
+
+    vm = VoiceModel.load(model)
+    enc = (vm.student if vm.student is not None else vm.teacher).net.cond_encoder
+    if enc.units is None:
+        raise SystemExit(f"{model}: this model reads content as is (no content units)")
+
+    def view(x):
+        with torch.no_grad():
+            return enc.snap(torch.from_numpy(x).to(enc.units.dtype)).float().numpy()
+    return view
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("feats", help="feature folder of real recordings (`main.py preprocess`)")
     ap.add_argument("--speakers", type=int, default=20)
+    ap.add_argument("--model", default=None, help="voice model whose content units the frames snap to")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    r = speaker_probe(a.feats, a.speakers)
+    r = speaker_probe(a.feats, a.speakers, view=None if a.model is None else _units_view(a.model))
     print(f"speaker probe on {r['speakers']} real speakers (chance {r['chance']:.1%}), single content frames, "
           f"held-out utterances: original {r.get('content', float('nan')):.1%}, "
           f"perturbed copy {r.get('content_pert', float('nan')):.1%}")

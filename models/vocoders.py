@@ -50,7 +50,7 @@ class Vocoder(Protocol):
 
 
 class HiFiGANVocoder:
-    """The HiFi-GAN V1 universal generator (13.9 M parameters): the offline and CUDA default."""
+    """The HiFi-GAN V1 universal generator (13.9 M parameters): its pitch follows the mel; an option, not a default."""
 
     name = "hifigan"
     pitch_from_f0 = False  # reads pitch from the mel's harmonics
