@@ -13,6 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from engine.registry import PITCH_EXTRACTORS
+
 KEY_RANGE = 24  # semitones either way
 
 
@@ -346,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=_steps, default=1, help="decoder steps: 1 = one-step student (default)")
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")
-    c.add_argument("--pitch", default="fcpe", choices=("fcpe", "dio", "harvest"), help="pitch extractor")
+    c.add_argument("--pitch", default="fcpe", choices=tuple(PITCH_EXTRACTORS), help="pitch extractor")
     c.add_argument("--vocoder", default="nsf",
                    help="nsf (NSF HiFi-GAN, default), hn (compact, fast on a CPU), hn-causal, or hifigan "
                         "(the V1: pitch read from the mel)")
@@ -368,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("preprocess", help="dataset folder (one sub-folder of wavs per singer) -> cached features")
     pp.add_argument("dataset", help="dataset folder: DATASET/<singer>/*.wav, or a corpus built by `corpus`")
     pp.add_argument("out", help="feature cache folder")
-    pp.add_argument("--pitch", default="fcpe", choices=("fcpe", "dio", "harvest"))
+    pp.add_argument("--pitch", default="fcpe", choices=tuple(PITCH_EXTRACTORS))
     pp.add_argument("--heldout", type=float, default=0.1,
                     help="fraction of a singer's files kept for validation (corpus folders keep their own split)")
     pp.add_argument("--device", default=None)

@@ -129,6 +129,7 @@ def bench_features(seconds: float, repeats: int = 3) -> list[dict]:
     from engine.content import make_content_extractor
     from engine.loudness import Loudness
     from engine.pitch import make_pitch_extractor
+    from engine.registry import PITCH_EXTRACTORS
     from engine.speaker import SpeakerEncoder
     from models.audio_io import resample
     from models.mel import MelAnalyzer
@@ -137,7 +138,7 @@ def bench_features(seconds: float, repeats: int = 3) -> list[dict]:
     wav = test_signal(seconds, sr)
     wav16 = resample(wav, sr, 16000)
     rows = []
-    for name in ("fcpe", "dio", "harvest"):
+    for name in PITCH_EXTRACTORS:
         ex = make_pitch_extractor(name, device="cpu")
         x = resample(wav, sr, ex.sample_rate)
         rows.append({"stage": f"pitch {name}", **_time(lambda: ex.extract(x), 1 if name == "harvest" else repeats)})

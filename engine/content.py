@@ -268,17 +268,12 @@ class HFContent:
         return self.extract(resample(as_mono(wav), int(sr), self.sample_rate))
 
 
-CONTENT_EXTRACTORS = ("whisper", "hf")
-
-
 def make_content_extractor(name: str = "whisper", **kw):
-    """'whisper' (bundled Whisper-tiny; kw: window_s, chunk_frames, device, compute_type, model_dir) or
-    'hf' / 'hubert' / 'contentvec' (kw: model_dir, layer, device)."""
-    key = str(name).strip().lower()
-    if key == "whisper":
-        return WhisperContent(**kw)
-    if key in ("hf", "hubert", "contentvec"):
-        if "model_dir" not in kw:
-            raise ComoliveError(f"content extractor {name!r} needs model_dir (a local transformers folder)")
-        return HFContent(**kw)
-    raise ComoliveError(f"unknown content extractor {name!r}; choose one of: {', '.join(CONTENT_EXTRACTORS)}")
+    """A content encoder of engine/registry.CONTENT_ENCODERS: 'whisper' (bundled Whisper-tiny; kw: window_s,
+    chunk_frames, device, compute_type, model_dir) or 'hf' / 'hubert' / 'contentvec' (kw: model_dir, layer,
+    device)."""
+    from engine.registry import CONTENT_ENCODERS, build
+
+    if str(name).strip().lower() in ("hf", "hubert", "contentvec") and "model_dir" not in kw:
+        raise ComoliveError(f"content extractor {name!r} needs model_dir (a local transformers folder)")
+    return build(CONTENT_ENCODERS, "content extractor", name, **kw)

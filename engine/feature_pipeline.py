@@ -21,9 +21,11 @@ from models.device import pick_device
 
 
 class FeaturePipeline:
-    def __init__(self, cfg: ModelConfig, pitch: str = "fcpe", content: str = "whisper",
+    def __init__(self, cfg: ModelConfig, pitch: str = "fcpe", content: str | None = None,
                  device: str | torch.device | None = None):
+        """content: the content encoder (default: the one the model was trained with, cfg.content_encoder)."""
         self.cfg = cfg
+        content = content or cfg.content_encoder
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
         self.pitch = make_pitch_extractor(pitch, device=self.device)
         # Whisper runs fastest on one thread (CTranslate2, small calls); it then runs beside the pitch

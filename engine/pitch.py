@@ -131,17 +131,12 @@ class WorldPitch(_PitchBase):
         return f0.astype(np.float32)
 
 
-PITCH_EXTRACTORS = ("fcpe", "dio", "harvest")
-
-
 def make_pitch_extractor(name: str, device: str | torch.device | None = None, **kw) -> PitchExtractor:
-    """Build a pitch extractor by name: 'fcpe' (default choice), 'dio' or 'harvest'."""
-    key = str(name).strip().lower()
-    if key == "fcpe":
-        return FCPEPitch(device=device, **kw)
-    if key in ("dio", "harvest"):
-        return WorldPitch(method=key, device=device, **kw)
-    raise ComoliveError(f"unknown pitch extractor {name!r}; choose one of: {', '.join(PITCH_EXTRACTORS)}")
+    """A pitch extractor of engine/registry.PITCH_EXTRACTORS by name: 'fcpe' (default choice), 'dio' or
+    'harvest'."""
+    from engine.registry import PITCH_EXTRACTORS, build
+
+    return build(PITCH_EXTRACTORS, "pitch extractor", name, device=device, **kw)
 
 
 # ---------------------------------------------------------------- f0 post-processing

@@ -35,7 +35,7 @@ from engine.manifest import MANIFEST, read_manifest
 from engine.perturb import perturb_timbre
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
-from models.config import ModelConfig
+from models.config import ModelConfig, recorded_features
 from models.dataset import unit
 from models.errors import ComoliveError
 from models.mel import MelAnalyzer
@@ -136,7 +136,8 @@ def reusable_entries(out: Path, pitch: str, cfg: ModelConfig) -> dict[str, list[
         old = json.loads((out / "index.json").read_text())
     except (OSError, ValueError):
         return {}
-    if old.get("pitch") != pitch or old.get("config") != cfg.to_dict():
+    settings = {**cfg.feature_settings(), "pitch_extractor": pitch}
+    if recorded_features(old.get("config", {}), old.get("pitch")) != settings:
         return {}
     by_source: dict[str, list[dict]] = {}
     for e in old.get("utterances", []):
@@ -225,6 +226,7 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
     voices = {}
     for v, embs in spk_sum.items():
         voices[v] = unit(np.mean(embs, axis=0)).tolist()
-    (out / "index.json").write_text(json.dumps({"config": cfg.to_dict(), "pitch": pitch, "voices": voices,
+    cache_config = {**cfg.to_dict(), "pitch_extractor": pitch}
+    (out / "index.json").write_text(json.dumps({"config": cache_config, "pitch": pitch, "voices": voices,
                                                 "utterances": index, "rejected": report.rejected}, indent=1))
     return report

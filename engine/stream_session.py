@@ -278,6 +278,9 @@ class StreamSession:
         threads = torch.get_num_threads()
         self.content_chunk_ms = float(cfg.content_chunk_ms or content_chunk_for(cfg.block_ms))
         chunk_frames = int(round(self.content_chunk_ms / 20.0))
+        if m.content_encoder != "whisper":
+            raise ComoliveError(f"this voice model reads {m.content_encoder!r} content features, which the live "
+                                "session cannot compute (it streams Whisper content only); use convert")
         self.content = _loaded(("content", self.device, threads, chunk_frames),
                                lambda: WhisperContent(device=self.device, threads=threads, chunk_frames=chunk_frames))
         self.content_stream = self.content.stream()

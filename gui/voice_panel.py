@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PyQt6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from engine.pitch import PITCH_EXTRACTORS
+from engine.registry import PITCH_EXTRACTORS
 from gui.controls import Bindings, set_items
 from models.vocoders import VOCODERS
 

@@ -16,6 +16,21 @@ from models.config_check import check_values
 from models.errors import ComoliveError
 
 
+FEATURE_FIELDS = ("sample_rate", "hop_length", "n_mels", "mel_min", "mel_max", "content_dim", "speaker_dim",
+                  "content_encoder", "pitch_extractor")
+
+
+def recorded_features(cache_config: dict, cache_pitch: str | None) -> dict:
+    """The feature settings a feature cache's index.json records (only those it records; a cache from
+    before content_encoder was recorded holds Whisper content)."""
+    d = {k: cache_config[k] for k in FEATURE_FIELDS if k in cache_config}
+    if cache_config:
+        d.setdefault("content_encoder", "whisper")
+    if cache_pitch:
+        d["pitch_extractor"] = cache_pitch
+    return d
+
+
 @dataclass
 class ModelConfig:
     # signal
@@ -27,6 +42,8 @@ class ModelConfig:
     # conditioning features
     content_dim: int = 384
     content_units: int = 0  # > 0: content frames snap to this many k-means centres (models/content_units.py)
+    content_encoder: str = "whisper"  # the content features it reads (engine/registry.CONTENT_ENCODERS)
+    pitch_extractor: str = "fcpe"  # the f0 it was trained on (any extractor's Hz work; this one is the match)
     speaker_dim: int = 256
     cond_dim: int = 192
     # denoiser (non-causal WaveNet); receptive field = 1 + sum over layers of (kernel-1)*dilation
@@ -44,6 +61,10 @@ class ModelConfig:
     p_std: float = 1.2
     # vocoder the mels are meant for
     vocoder: str = "hifigan-universal"
+
+    def feature_settings(self) -> dict:
+        """What a feature cache depends on: two configs that agree here can share one (engine/preprocess.py)."""
+        return {k: getattr(self, k) for k in FEATURE_FIELDS}
 
     @property
     def frame_rate(self) -> float:

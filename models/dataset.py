@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.config import recorded_features
 from models.errors import ComoliveError
 from models.formant import warp_mel
 
@@ -104,6 +105,7 @@ class FeatureDataset:
         if not index_path.exists():
             raise ComoliveError(f"{root}: no index.json — run `python main.py preprocess` on a dataset first")
         index = json.loads(index_path.read_text())
+        self.feature_settings = recorded_features(index.get("config", {}), index.get("pitch"))
         self.voices: dict[str, np.ndarray] = {v: np.asarray(e, np.float32) for v, e in index["voices"].items()
                                               if v not in excluded}
         self.utts: list[Utterance] = []

@@ -49,6 +49,13 @@ class TrainingRun:
         dirs = [d for d in str(feats_dir).split(",") if d]  # several caches: mixed by tc.data_weights
         sets = [FeatureDataset(d, "train", tc.parallel_prob, aug, tc.exclude_voices, tc.utt_speaker_prob,
                                tc.timbre_prob, tc.pert_prob) for d in dirs]
+        for d, ds in zip(dirs, sets):
+            differ = {k: (v, ds.feature_settings[k]) for k, v in cfg.model.feature_settings().items()
+                      if k in ds.feature_settings and ds.feature_settings[k] != v}
+            if differ:
+                k, (want, got) = next(iter(differ.items()))
+                raise ComoliveError(f"{d}: its features were made with {k} = {got!r}, this run's [model] has "
+                                    f"{want!r} (preprocess again, or set {k} in the config)")
         if len(sets) > 1:
             weights = tc.data_weights or [1.0] * len(sets)
             if len(weights) != len(sets):

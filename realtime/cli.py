@@ -10,6 +10,8 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from engine.registry import PITCH_EXTRACTORS
+
 
 def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
     sp.add_argument("--voice", default=None, help="target voice name (see `voices`)")
@@ -17,6 +19,8 @@ def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
                     help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
     sp.add_argument("--key", type=key_type, default=None, help="key shift in semitones (-24..24)")
     sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
+    sp.add_argument("--pitch", default=None, choices=tuple(PITCH_EXTRACTORS),
+                    help="pitch extractor (default: fcpe; dio costs less CPU, harvest more)")
     sp.add_argument("--block-ms", type=float, default=None, help="block size in ms (see `tune`)")
     sp.add_argument("--content-chunk-ms", type=float, default=None,
                     help="content/pitch chunk in ms, a multiple of 20 (default: follows the block, 40-80 ms; "
@@ -38,7 +42,7 @@ def session_config(a: argparse.Namespace):
     reference = reference_for(a.voice, getattr(a, "ref", None))
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
                  model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference,
-                 content_thread=getattr(a, "content_thread", None),
+                 content_thread=getattr(a, "content_thread", None), pitch=getattr(a, "pitch", None),
                  content_chunk_ms=getattr(a, "content_chunk_ms", None))
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})

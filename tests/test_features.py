@@ -9,6 +9,7 @@ from engine.frames import MODEL_FRAME_RATE, align_frames, frame_times
 from engine.loudness import Loudness
 from engine.pitch import (FCPEPitch, PitchExtractor, WorldPitch, fix_octave_jumps, interpolate_unvoiced,
                           make_pitch_extractor, shift_key)
+from engine.registry import PITCH_EXTRACTORS
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio, resample
 from models.errors import AudioInputError, ComoliveError
@@ -75,7 +76,7 @@ def test_align_frames_convention():
 
 # ---------------------------------------------------------------- pitch
 
-@pytest.mark.parametrize("name", ["fcpe", "dio", "harvest"])
+@pytest.mark.parametrize("name", list(PITCH_EXTRACTORS))
 def test_pitch_accuracy_and_grid(name, tone, fcpe):
     ex = fcpe if name == "fcpe" else make_pitch_extractor(name)
     assert isinstance(ex, PitchExtractor)
