@@ -84,11 +84,11 @@ def jack_row(scfg, block_ms: float, seconds: float, server, bypass: bool = False
 def model_onset_row(scfg, block_ms: float, seconds: float) -> dict:
     """Burst-onset offset of the converted output against the input in the file-device loop (no dropouts
     possible), with the declared latency removed: what the model itself adds to an onset measurement."""
-    from realtime.cli import run_file
+    from realtime.file_device import stream_file
     from realtime.jack_probe import measure, tone_bursts
 
     x, onsets = tone_bursts(RATE, seconds, lead_s=0.6)
-    y, _ = run_file(None, (x, RATE), replace(scfg, block_ms=block_ms), fast=True)
+    y, _ = stream_file(x, RATE, replace(scfg, block_ms=block_ms), fast=True)
     pad = int(0.05 * RATE)  # delay the output by 50 ms for the search: the converted onset may lead the input's
     lat, _, _ = measure(x, np.concatenate([np.zeros(pad, np.float32), y]), onsets, RATE, 0.4)
     offs = [v - 1000.0 * pad / RATE for v in lat]

@@ -129,29 +129,6 @@ def cmd_live(a: argparse.Namespace) -> None:
         raise DeviceError(st.error)
 
 
-def run_file(input_path, rate_wav, session_cfg, fast: bool, session=None, period: int = 256):
-    """The live loop with a file as the device -> (output aligned to the input, final LiveStats)."""
-    from realtime.file_device import FileBackend
-    from realtime.live import LiveConfig, LiveLoop
-
-    wav, sr = rate_wav
-    backend = FileBackend(wav, sr, fast=fast, period=period)
-    loop = LiveLoop(LiveConfig(session=session_cfg, sample_rate=sr), session=session, backend=backend)
-    loop.start()
-    try:
-        while not backend.done.wait(0.2):
-            if not loop.running:
-                break
-    finally:
-        loop.stop()
-    st = loop.stats()
-    if st.error or backend.error:
-        from realtime.devices import DeviceError
-
-        raise DeviceError(st.error or backend.error)
-    return backend.result(loop.internal_latency_samples()), st
-
-
 def cmd_stream(a: argparse.Namespace) -> None:
     from models.audio_io import check_writable, load_audio, save_audio
     from realtime.tune import format_budget
@@ -162,7 +139,9 @@ def cmd_stream(a: argparse.Namespace) -> None:
     wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
     _vocoder_note(a)
     t0 = time.perf_counter()
-    y, st = run_file(a.input, (wav, sr), session_config(a), fast=a.fast)
+    from realtime.file_device import stream_file
+
+    y, st = stream_file(wav, sr, session_config(a), fast=a.fast)
     wall = time.perf_counter() - t0
     save_audio(out, y, sr, force=True)
     print(f"streamed {a.input} ({len(wav) / sr:.2f} s at {sr} Hz) -> {out} through the live loop "

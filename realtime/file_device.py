@@ -89,3 +89,24 @@ class FileBackend:
         y = np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
         y = y[latency:latency + n]
         return np.pad(y, (0, n - len(y))).astype(np.float32)
+
+
+def stream_file(wav: np.ndarray, sr: int, session_cfg, fast: bool, session=None, period: int = 256):
+    """The live loop with a recording as its device (`main.py stream`, `bench live`) -> (output aligned to the
+    input, final LiveStats); a loop that fails raises DeviceError with its message."""
+    from realtime.devices import DeviceError
+    from realtime.live import LiveConfig, LiveLoop
+
+    backend = FileBackend(wav, sr, fast=fast, period=period)
+    loop = LiveLoop(LiveConfig(session=session_cfg, sample_rate=sr), session=session, backend=backend)
+    loop.start()
+    try:
+        while not backend.done.wait(0.2):
+            if not loop.running:
+                break
+    finally:
+        loop.stop()
+    st = loop.stats()
+    if st.error or backend.error:
+        raise DeviceError(st.error or backend.error)
+    return backend.result(loop.internal_latency_samples()), st
