@@ -59,6 +59,19 @@ def _proc_status(key: str) -> float:
     return float("nan")
 
 
+def _timeline_offset(out_ring, in_ring) -> int | None:
+    """Output read position minus input write position, from two identical snapshots 1 ms apart: the audio
+    thread moves both in one callback, and a reading taken between its two moves would be one period off."""
+    prev = None
+    for _ in range(50):
+        cur = (out_ring.read_pos, in_ring.written)
+        if cur == prev:
+            return cur[0] - cur[1]
+        prev = cur
+        time.sleep(0.001)
+    return None
+
+
 def run_child(seconds: float, faults: bool) -> int:
     import torch
 
@@ -84,7 +97,7 @@ def run_child(seconds: float, faults: bool) -> int:
             last = time.monotonic()
             st = loop.stats()
             sink = loop.sinks[0] if loop.sinks else None
-            offset = None if sink is None else sink.ring.read_pos - loop.ring.written
+            offset = None if sink is None else _timeline_offset(sink.ring, loop.ring)
             print(json.dumps({"t": round(last - t0, 2), "blocks": st.blocks, "dropouts": st.dropouts,
                               "late_blocks": st.overruns, "failed_blocks": st.failed_blocks,
                               "timeline_offset": offset, "latency_ms": st.latency_ms,
