@@ -244,6 +244,9 @@ class _Ramp:
         return out
 
 
+WARM_UP_BLOCKS = 4  # blocks run through a session before its show starts (StreamSession.warm_up)
+
+
 class StreamSession:
     """A loaded model, its feature extractors and vocoder, and the state of one live stream."""
 
@@ -518,6 +521,15 @@ class StreamSession:
                 self._pool_finalizer.detach()
                 self._pool.shutdown(wait=True)
                 self._pool = None
+
+    def warm_up(self, blocks: int = WARM_UP_BLOCKS) -> None:
+        """A few blocks of a quiet sung tone through every stage, then reset(): the first blocks of a show
+        pay for lazy set-up (thread start, first network calls) and would play as dropouts."""
+        t = np.arange(blocks * self.block_size) / self.sr
+        tone = 0.05 * np.sin(2 * np.pi * 220.0 * t) + 0.02 * np.sin(2 * np.pi * 440.0 * t)
+        for k in range(blocks):
+            self.process(tone[k * self.block_size:(k + 1) * self.block_size].astype(np.float32))
+        self.reset()
 
     def reset(self) -> None:
         """Back to time 0 with all stream state cleared (live settings are kept). Thread-safe: waits

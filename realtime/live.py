@@ -131,7 +131,8 @@ class LiveLoop:
             self.session = None  # prepared for another rate: build one for this device
         if self.session is None:
             self.session = open_session(cfg.session, rate)
-        self.session.reset()
+        warm_up = getattr(self.session, "warm_up", None)  # a real session; test doubles have nothing to warm
+        warm_up() if warm_up is not None else self.session.reset()
         self.rate = rate
         self.block = int(self.session.block_size)
         self.session_delay = int(self.session.latency_samples)  # process(): output n is input n - this

@@ -11,6 +11,8 @@ import soundfile as sf
 
 from tests.helpers import harmonic
 
+pytestmark = pytest.mark.slow  # every test starts main.py in a process of its own
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -15,6 +15,8 @@ from realtime.jack_probe import probe_loop
 from realtime.live import LiveConfig, LiveLoop
 from tests.test_live import DelaySession, lag_of
 
+pytestmark = pytest.mark.slow  # a JACK server and the live loop in real time
+
 JACK = "JACK Audio Connection Kit"
 
 

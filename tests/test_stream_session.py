@@ -418,3 +418,19 @@ def test_formant_shift_is_refused_with_a_vocoder_that_reads_pitch_from_the_mel()
     s.set(key=2.0)   # other live changes still work
     s.process(np.zeros(s.block_size, np.float32))
     assert s.config.key == 2.0 and s.config.formant == 0.0
+
+
+def test_a_warmed_up_session_converts_like_a_fresh_one():
+    """The live loop runs a few blocks through a session before its show (StreamSession.warm_up): it leaves
+    no state behind, so the show converts sample for sample as a fresh session does."""
+    sr = 44100
+    x = harmonic(220.0, 0.8, sr, vibrato_cents=50)
+    cfg = SessionConfig(sample_rate=sr, gate_db=OFF)
+    fresh = StreamSession(cfg).run_offline(x, aligned=False)
+    warmed = StreamSession(cfg)
+    warmed.warm_up()
+    b = warmed.block_size
+    x = np.pad(x, (0, len(fresh) - len(x)))
+    got = np.concatenate([warmed.process(x[k:k + b]) for k in range(0, len(x), b)])
+    assert np.sqrt(np.mean(fresh ** 2)) > 1e-3
+    assert np.array_equal(got, fresh)
