@@ -73,7 +73,7 @@ def cmd_convert(a: argparse.Namespace) -> None:
     save_audio(out, result.audio, result.sample_rate, force=True)
     print(result.summary(a.input, out))
     if a.check_pitch:
-        from engine.converter import melody_error
+        from evaluation.metrics import melody_error
 
         err = melody_error(wav, sr, result.audio, result.sample_rate, a.key)
         print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
@@ -82,7 +82,7 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
 
 def cmd_voice_add(a: argparse.Namespace) -> None:
-    from engine.voice_add import add_voice, summary
+    from training.voice_add import add_voice, summary
 
     _, report = add_voice(a.name, a.folder, model=a.model, out=a.out, steps=a.steps, force=a.force,
                           progress=not a.quiet, work_dir=a.work_dir, device=a.device)
@@ -102,13 +102,13 @@ def cmd_voices(a: argparse.Namespace) -> None:
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
-    from models.corpus import build
+    from training.corpus import build
 
     build.run(a)
 
 
 def cmd_preprocess(a: argparse.Namespace) -> None:
-    from engine.preprocess import preprocess_dataset
+    from training.preprocess import preprocess_dataset
 
     report = preprocess_dataset(a.dataset, a.out, pitch=a.pitch, device=a.device, heldout=a.heldout,
                                 progress=not a.quiet)
@@ -116,7 +116,7 @@ def cmd_preprocess(a: argparse.Namespace) -> None:
 
 
 def cmd_timbres(a: argparse.Namespace) -> None:
-    from engine.timbres import DEFAULT_SHIFTS, build_timbres
+    from training.timbres import DEFAULT_SHIFTS, build_timbres
 
     shifts = [float(x) for x in a.shifts.split(",") if x.strip()] if a.shifts else DEFAULT_SHIFTS
     path = build_timbres(a.features, shifts, progress=not a.quiet)
@@ -124,7 +124,7 @@ def cmd_timbres(a: argparse.Namespace) -> None:
 
 
 def cmd_gta_mels(a: argparse.Namespace) -> None:
-    from engine.gta_mels import write_gta_mels
+    from training.gta_mels import write_gta_mels
 
     for feats in a.features.split(","):
         n = write_gta_mels(feats, a.model, progress=not a.quiet)
@@ -133,7 +133,7 @@ def cmd_gta_mels(a: argparse.Namespace) -> None:
 
 def cmd_train(a: argparse.Namespace) -> None:
     from models.config import RunConfig
-    from models.train import TrainingRun
+    from training.train import TrainingRun
 
     cfg = RunConfig.load(a.config)
     if a.steps:
@@ -144,13 +144,13 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 def cmd_distill(a: argparse.Namespace) -> None:
     from models.config import RunConfig
-    from models.train import DistillationRun
+    from training.train import DistillationRun
 
     cfg = RunConfig.load(a.config)
     if a.steps and a.method == "consistency":
         cfg.train.distill_steps = a.steps
     if a.method == "progressive":
-        from models.train import ProgressiveRun
+        from training.train import ProgressiveRun
 
         if a.steps:
             cfg.train.progressive_round_steps = a.steps
@@ -197,14 +197,14 @@ def cmd_export(a: argparse.Namespace) -> None:
 
 def cmd_train_vocoder(a: argparse.Namespace) -> None:
     if a.vocoder == "nsf":
-        from models.nsf_train import NSFTrainingRun, load_nsf_config
+        from training.nsf_train import NSFTrainingRun, load_nsf_config
 
         model_cfg, cfg = load_nsf_config(a.config)
         if a.steps:
             cfg.steps = a.steps
         path = NSFTrainingRun(a.corpus.split(","), a.run, model_cfg, cfg, resume=a.resume, init=a.init).run()
     else:
-        from models.vocoder_train import VocoderTrainingRun, load_config
+        from training.vocoder_train import VocoderTrainingRun, load_config
 
         model_cfg, cfg = load_config(a.config)
         if a.steps:
@@ -215,8 +215,8 @@ def cmd_train_vocoder(a: argparse.Namespace) -> None:
 
 def cmd_export_vocoder(a: argparse.Namespace) -> None:
     from models.checkpoint import load_checkpoint
-    from models.nsf_train import export_nsf
-    from models.vocoder_train import export_vocoder
+    from training.nsf_train import export_nsf
+    from training.vocoder_train import export_vocoder
 
     _refuse_overwrite(a.out, a.force)
     src = Path(a.run)
@@ -239,7 +239,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
         if not a.minutes > 0:
             raise _error(f"--minutes must be above 0, got {a.minutes:g}")
         return run_soak(a.minutes, a.faults, json_path=a.json)
-    from engine.bench import finish_report, print_overview, run_bench
+    from evaluation.bench import finish_report, print_overview, run_bench
 
     if a.what != "all":
         return run_bench(a.what, json_path=a.json, model=a.model, seconds=a.seconds, corpus=a.corpus, clips=a.clips,
@@ -261,8 +261,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
 def cmd_eval(a: argparse.Namespace) -> None:
     import json
 
-    from engine.eval_schema import validate
-    from engine.evaluate import evaluate_folder, evaluate_parallel, parse_systems, print_report
+    from evaluation.eval_schema import validate
+    from evaluation.evaluate import evaluate_folder, evaluate_parallel, parse_systems, print_report
 
     systems = parse_systems(a.systems or ("student:1" if a.real else "teacher:50,student:1,student:2"))
     skip = tuple(s for s in (a.skip or "").split(",") if s)
@@ -270,7 +270,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if a.real:
         if a.corpus or a.source_dir:
             raise _error("give --real DIR alone (not with a CORPUS or --source-dir)")
-        from engine.eval_real import evaluate_real, print_real_report
+        from evaluation.eval_real import evaluate_real, print_real_report
 
         if len(systems) != 1:
             raise _error("--real evaluates one system at a time: give one SAMPLER:STEPS with --systems")
@@ -289,8 +289,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
         doc = evaluate_folder(a.source_dir, a.voice, ref_dir=a.ref_dir, key=a.key, **common)
         print(f"{doc['inputs']['files']} file(s) of {a.source_dir} -> voice '{a.voice}', key {a.key:+g}")
     elif a.corpus and a.zero_shot:
-        from engine.eval_zero_shot import SUMMARY_COLUMNS, evaluate_zero_shot
-        from engine.tables import print_table
+        from evaluation.eval_zero_shot import SUMMARY_COLUMNS, evaluate_zero_shot
+        from evaluation.tables import print_table
 
         doc = evaluate_zero_shot(a.corpus, model=a.model, vocoder=a.vocoder, device=a.device)
         print_table(doc["summary"], SUMMARY_COLUMNS, "zero-shot: trained voices vs voices never trained on")
@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_voices)
 
     co = sub.add_parser("corpus", help="build the synthetic singing corpus (MBROLA voices, music21 melodies)")
-    from models.corpus import build as corpus_build
+    from training.corpus import build as corpus_build
     corpus_build.add_arguments(co)
     co.set_defaults(func=cmd_corpus)
 
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--skip", default=None, help="metrics to leave out: mcd,dnsmos,cer,stream")
     ev.add_argument("--plots", default=None, help="folder for PNG plots (pitch, spectrograms, metric bars)")
     ev.add_argument("--summary-only", action="store_true", help="print only the per-system table")
-    ev.add_argument("--json", default=None, help="write the report as JSON (schema: engine/eval_schema.py)")
+    ev.add_argument("--json", default=None, help="write the report as JSON (schema: evaluation/eval_schema.py)")
     model_args(ev)
     ev.set_defaults(func=cmd_eval)
 

@@ -181,6 +181,9 @@ class WhisperContentStream:
     bit for bit. Latency: a frame is available when its chunk has ended (up to chunk_frames * 20 ms).
     """
 
+    name = "content chunk"
+    rate_in, rate_out = CONTENT_SAMPLE_RATE, CONTENT_SAMPLE_RATE // CONTENT_HOP
+
     def __init__(self, extractor: WhisperContent):
         self.ex = extractor
         self.reset()
@@ -190,6 +193,10 @@ class WhisperContentStream:
         self._buf = np.zeros(self.ex.window_samples, np.float32)  # the window ending at the last chunk end
         self._pending = np.zeros(0, np.float32)                   # samples after the last chunk end
         self.frames_out = 0
+
+    def ready(self, n_in):
+        """Frames final after n_in samples (vectorised): whole chunks only."""
+        return (np.asarray(n_in, np.int64) // self.ex.chunk_samples) * self.ex.chunk_frames
 
     def chunks_for(self, n: int) -> int:
         """How many chunks (encoder calls) a push of n more samples completes."""

@@ -133,13 +133,3 @@ class Converter:
         out = match_level(np.pad(out, (0, max(0, n - len(out))))[:n].astype(np.float32), wav, sr)
         return ConversionResult(out, sr, voice, key, steps, sampler, str(self.device), seconds, timings)
 
-
-def melody_error(wav_in: np.ndarray, sr_in: int, wav_out: np.ndarray, sr_out: int, key: float = 0.0) -> dict[str, float]:
-    """How far a conversion sings from its input's melody moved by `key`: Harvest f0 of both, in cents."""
-    from engine.metrics import cents_error, expected_f0
-    from engine.pitch import make_pitch_extractor
-
-    pitch = make_pitch_extractor("harvest")
-    f_in = pitch.extract(resample(wav_in, sr_in, pitch.sample_rate))
-    f_out = pitch.extract(resample(wav_out, sr_out, pitch.sample_rate))
-    return cents_error(f_out, expected_f0(f_in, key))

@@ -2,7 +2,7 @@
 
 Conditions are computed per frame (speaker embedding and formant shift may differ from frame to
 frame, which is how live voice/formant changes ramp without clicks), then pushed through
-models.streaming.StreamingDenoiser stages. steps = 1 is the one-step student at sigma_max; steps = k
+models.streaming_denoiser.StreamingDenoiser stages. steps = 1 is the one-step student at sigma_max; steps = k
 chains k stages exactly as ConsistencyDecoder.sample does (x = x0 + noise(k) * sqrt(s_k^2 - s_min^2),
 then denoise at s_k), each stage adding its lookahead. Noise is models.noise.frame_noise indexed by
 absolute frame and step, so a stream decodes like VoiceModel.decode of the same features.
@@ -10,6 +10,7 @@ absolute frame and step, so a stream decodes like VoiceModel.decode of the same 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -17,7 +18,8 @@ import torch
 from models.denoiser import loudness_input, pitch_input, shift_input
 from models.edm import EDMDecoder, karras_sigmas, unit_to_mel
 from models.noise import frame_noise
-from models.streaming import Fifo, StreamingDenoiser
+from models.streaming import Fifo
+from models.streaming_denoiser import StreamingDenoiser
 
 
 def condition(decoder: EDMDecoder, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
@@ -41,7 +43,10 @@ class Conditioner:
     computed once and reused while they stay the same (no ramp running). ~25 small ops fewer than
     `condition`; the sums are the same in another order (~1e-7 relative)."""
 
+    name = "conditioner"
+
     def __init__(self, decoder: EDMDecoder):
+        self.rate_in = self.rate_out = Fraction(decoder.cfg.sample_rate, decoder.cfg.hop_length)  # model frames
         enc = decoder.net.cond_encoder
         self.enc = enc
         with torch.no_grad():
@@ -66,7 +71,14 @@ class Conditioner:
         sh = torch.from_numpy(np.ascontiguousarray(shift)).to(self.device)
         return self.b + enc.speaker(spk) + enc.shift(shift_input(sh).unsqueeze(-1))
 
-    def __call__(self, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
+    @staticmethod
+    def ready(n_in):
+        return np.asarray(n_in, np.int64)
+
+    def reset(self) -> None:
+        """Nothing to clear: the cached speaker part depends on the speaker only."""
+
+    def push(self, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
         """The arguments of `condition` (numpy) -> [1, cond_dim, n]."""
         content = np.asarray(content, np.float32)
         if self.enc.units is not None:
@@ -87,8 +99,11 @@ class Conditioner:
 class DecoderStream:
     """push(condition [1, cond_dim, n]) -> log-mel frames [n_mels, k], lagging by lookahead_frames."""
 
+    name = "decoder lookahead"
+
     def __init__(self, decoder: EDMDecoder, steps: int = 1, seed: int = 0):
         cfg = decoder.cfg
+        self.rate_in = self.rate_out = Fraction(cfg.sample_rate, cfg.hop_length)  # model frames
         self.cfg, self.steps, self.seed = cfg, int(steps), int(seed)
         sig = karras_sigmas(max(self.steps, 1) + 1, cfg.sigma_min, cfg.sigma_max, cfg.rho)
         self.sigmas = [float(sig[k]) if k else float(cfg.sigma_max) for k in range(self.steps)]
@@ -101,6 +116,9 @@ class DecoderStream:
             s.reset()
         self._pre = [Fifo() for _ in self.stages[1:]]  # conditions waiting for the previous stage's frames
         self._frames = [0] * len(self.stages)  # frames pushed into each stage
+
+    def ready(self, n_in):
+        return np.maximum(0, np.asarray(n_in, np.int64) - self.lookahead_frames)
 
     @staticmethod
     def _push(stage: StreamingDenoiser, pre: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ frame whose interval contains the model frame's centre.
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from engine.loudness import frames_db
@@ -25,12 +27,15 @@ def grid_index(i, model_rate: int, model_hop: int, src_rate: int, src_hop: int):
 class LoudnessStream:
     """push(samples at the model rate) -> dB of every newly complete frame (Loudness framing)."""
 
+    name = "loudness window"
+
     def __init__(self, hop_length: int = 256, win_length: int = 1024, floor_db: float = -80.0,
-                 lookahead: int | None = None):
+                 lookahead: int | None = None, sample_rate: int = 22050):
         """lookahead: samples each frame may read beyond its own end; None = (win - hop) / 2, exactly
         Loudness's framing. Less moves every window earlier by the difference (the loudness curve then
         lags the offline one by that much: lower latency, slightly different features than training)."""
         self.hop, self.win, self.floor_db = int(hop_length), int(win_length), float(floor_db)
+        self.rate_in, self.rate_out = int(sample_rate), Fraction(int(sample_rate), self.hop)
         exact = self.win - self.hop - (self.win - self.hop) // 2
         la = exact if lookahead is None else int(lookahead)
         if not 0 <= la <= exact:
@@ -45,11 +50,7 @@ class LoudnessStream:
         self.n_in = 0
         self.frames_out = 0
 
-    @property
-    def lookahead_samples(self) -> int:
-        return self.win - self.hop - self.pad
-
-    def available(self, n):
+    def ready(self, n):
         """Frames complete after n input samples (vectorised)."""
         n = np.asarray(n, dtype=np.int64)
         need = self.win - self.pad  # input samples frame 0 needs
@@ -68,7 +69,7 @@ class LoudnessStream:
             refl = np.concatenate([np.zeros(self.pad - k), self._buf[1: k + 1][::-1]])
             self._buf = np.concatenate([refl, self._buf])
             self._started = True
-        n = int(self.available(self.n_in))
+        n = int(self.ready(self.n_in))
         if n <= self.frames_out:
             return np.zeros(0, np.float32)
         a = self.frames_out * self.hop - self._buf_start

@@ -56,6 +56,9 @@ def live_pitch_extractor(name: str = "fcpe", device=None):
 class PitchStream:
     """push(16 kHz samples) -> f0 of the newly final frames (Hz, 0 = unvoiced; raw, no guard)."""
 
+    name = "pitch window"
+    rate_in, rate_out = PITCH_RATE, PITCH_RATE // PITCH_HOP
+
     def __init__(self, name: str = "fcpe", device=None, window_s: float = 0.16, chunk_samples: int = 1280,
                  right_frames: int = 1, extractor=None):
         self.ex = extractor if extractor is not None else live_pitch_extractor(name, device)
@@ -74,14 +77,10 @@ class PitchStream:
         self.chunks = 0
         self.frames_out = 0
 
-    def available(self, n16):
+    def ready(self, n16):
         """Frames final after n16 samples (vectorised): chunks done, minus the right context."""
         e = (np.asarray(n16, dtype=np.int64) // self.chunk) * self.chunk
         return np.maximum(0, e // PITCH_HOP - self.right)
-
-    @property
-    def lookahead_s(self) -> float:
-        return self.right * PITCH_HOP / PITCH_RATE
 
     def push(self, x: np.ndarray) -> np.ndarray:
         self._pending = np.concatenate([self._pending, x])
@@ -101,7 +100,10 @@ class PitchStream:
 class CausalF0:
     """Causal octave guard and unvoiced hold (see module docstring); one frame at a time or a batch."""
 
-    def __init__(self, history: int = 8, tolerance_semitones: float = 2.0):
+    name = "f0 guard"
+
+    def __init__(self, frame_rate=100, history: int = 8, tolerance_semitones: float = 2.0):
+        self.rate_in = self.rate_out = frame_rate  # frames in, the same frames out
         self.history = int(history)
         self.tol = tolerance_semitones / 12.0
         self.reset()
@@ -110,7 +112,11 @@ class CausalF0:
         self._raw = deque(maxlen=self.history)  # log2 f0 of the previous raw voiced frames
         self._last = 0.0
 
-    def __call__(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @staticmethod
+    def ready(n_in):
+        return np.asarray(n_in, np.int64)
+
+    def push(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """raw f0 [n] -> (guarded f0 with 0 unvoiced, f0 with unvoiced held, voiced mask float32)."""
         guarded = np.zeros(len(f0), np.float32)
         held = np.zeros(len(f0), np.float32)

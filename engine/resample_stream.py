@@ -54,13 +54,14 @@ class RationalResampler:
     """
 
     def __init__(self, sr_in: int, sr_out: int, half_taps: int, offset: int | None = None,
-                 cutoff: float | None = None, beta: float = 8.0):
+                 cutoff: float | None = None, beta: float = 8.0, name: str = "resampling"):
         if sr_in <= 0 or sr_out <= 0:
             raise ComoliveError("resampler: sample rates must be positive")
         if half_taps < 1:
             raise ComoliveError("resampler: half_taps must be >= 1")
         g = gcd(int(sr_in), int(sr_out))
         self.sr_in, self.sr_out = int(sr_in), int(sr_out)
+        self.name, self.rate_in, self.rate_out = name, self.sr_in, self.sr_out  # engine/pipeline.py: Stage
         self.p, self.q = self.sr_out // g, self.sr_in // g
         self.k = int(half_taps)
         self.offset = self.k * self.p if offset is None else int(offset)
@@ -94,6 +95,8 @@ class RationalResampler:
         n = np.asarray(n_in, dtype=np.int64)
         # last tap <= n - 1  <=>  (m*Q - off) // P <= n - 1 - K  <=>  m*Q - off < (n - K) * P
         return np.maximum(0, -((-((n - self.k) * self.p + self.offset)) // self.q))
+
+    ready = available
 
     def push(self, x: np.ndarray) -> None:
         self._buf = np.concatenate([self._buf, np.asarray(x, np.float32)])
@@ -133,9 +136,12 @@ class RationalResampler:
 class StreamResampler:
     """Push input blocks, get every output sample that became computable (no lookahead, fixed delay)."""
 
+    name = "resampling in"
+
     def __init__(self, sr_in: int, sr_out: int, half_taps: int):
         self.r = RationalResampler(sr_in, sr_out, half_taps)
         self.sr_in, self.sr_out = int(sr_in), int(sr_out)
+        self.rate_in, self.rate_out = self.sr_in, self.sr_out
         self.reset()
 
     def reset(self) -> None:
@@ -146,7 +152,7 @@ class StreamResampler:
     def delay_seconds(self) -> float:
         return self.r.delay_seconds
 
-    def available(self, n_in):
+    def ready(self, n_in):
         return self.r.available(n_in)
 
     def push(self, x: np.ndarray) -> np.ndarray:

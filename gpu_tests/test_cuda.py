@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.stream_session import SessionConfig, run_offline
+from engine.session_config import SessionConfig
+from engine.stream_session import run_offline
 from models.mel import MelAnalyzer
 from models.vocoders import VOCODERS, default_live_vocoder, load_vocoder
 from tests.helpers import harmonic

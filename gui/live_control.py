@@ -22,7 +22,7 @@ SESSION_LIVE = LIVE_FIELDS + ("reference",)  # what a prepared or running sessio
 def session_config(s: PanelSettings, rate: int | None = None, reference=None):
     """The engine's SessionConfig for these settings (only the fields it has), at the loop's sample rate;
     `reference` (engine.reference.Reference) is a voice from clips that replaces the named voice."""
-    from engine.stream_session import SessionConfig
+    from engine.session_config import SessionConfig
 
     wanted = dict(block_ms=s.block_ms, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
                   vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms,

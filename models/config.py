@@ -63,7 +63,7 @@ class ModelConfig:
     vocoder: str = "hifigan-universal"
 
     def feature_settings(self) -> dict:
-        """What a feature cache depends on: two configs that agree here can share one (engine/preprocess.py)."""
+        """What a feature cache depends on: two configs that agree here can share one (training/preprocess.py)."""
         return {k: getattr(self, k) for k in FEATURE_FIELDS}
 
     @property

@@ -1,7 +1,7 @@
 """Every value of a configuration checked where it enters: type from the dataclass field, range by name.
 
-Used for TOML configs of training runs ([model] and [train] of models/config.py, models/vocoder_train.py,
-models/nsf_train.py) and for the JSON stored beside model and vocoder weights, so that `steps = "abc"`,
+Used for TOML configs of training runs ([model] and [train] of models/config.py, training/vocoder_train.py,
+training/nsf_train.py) and for the JSON stored beside model and vocoder weights, so that `steps = "abc"`,
 `batch_size = 0` or a crafted `layers: "ten"` give one line naming the key, not a traceback later.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ so the decoder learns the formant-shift control. `exclude_voices` leaves voices 
 Speaker conditioning, for voices unheard in training to land somewhere sensible: with `utt_speaker_prob`
 an item is conditioned on its target utterance's own d-vector instead of the voice's mean (a reference
 clip gives such a noisy estimate, not the mean); with `timbre_prob` the target becomes a virtual voice,
-the utterance with its formants moved by one of the shifts of FEATS/timbres.npz (engine/timbres.py),
+the utterance with its formants moved by one of the shifts of FEATS/timbres.npz (training/timbres.py),
 conditioned on the d-vector measured on that rendering. f0 and the `shift` input are left alone: the
 timbre is the speaker's, not a control.
 
@@ -23,7 +23,7 @@ f0 moved into the target's register) from voice A and the target mel + speaker f
 the decoder learns conversion directly, so timbre leaking through content features is unlearned.
 
 Real recordings (index entries with `real`: no parallel renditions) teach by reconstruction: the
-content comes from the timbre-perturbed copy stored beside it (`content_pert`, engine/perturb.py) with
+content comes from the timbre-perturbed copy stored beside it (`content_pert`, training/perturb.py) with
 probability `pert_prob`, and the speaker is always the utterance's own d-vector (a label may cover
 several unnamed speakers). `MixedDataset` draws items from several caches (e.g. the synthetic corpus
 and real recordings) in fixed proportions.

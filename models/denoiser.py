@@ -76,7 +76,7 @@ class ConditionEncoder(nn.Module):
         self.speaker = nn.Linear(cfg.speaker_dim, d)
         self.shift = nn.Linear(1, d)
         self.smooth = nn.Conv1d(d, d, 3)
-        if cfg.content_units:  # fitted when training starts (models/train.py), then saved with the weights
+        if cfg.content_units:  # fitted when training starts (training/train.py), then saved with the weights
             self.register_buffer("units", torch.zeros(cfg.content_units, cfg.content_dim))
         else:
             self.units = None

@@ -103,7 +103,7 @@ def _fmt(v, spec: str = "7.1f") -> str:
 def run_live_bench(json_path: str | None = None, model: str | None = None, seconds: float = 10.0) -> dict:
     import torch
 
-    from engine.stream_session import SessionConfig
+    from engine.session_config import SessionConfig
     from realtime.jackd import JackServer
 
     torch.set_num_threads(1)

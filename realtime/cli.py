@@ -35,7 +35,7 @@ def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
 
 def session_config(a: argparse.Namespace):
     """A SessionConfig from the options that were given (the session's defaults for the rest)."""
-    from engine.stream_session import SessionConfig
+    from engine.session_config import SessionConfig
 
     from engine.reference import reference_for
 

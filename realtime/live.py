@@ -29,7 +29,7 @@ SWITCH_INTERVAL_S = 0.001  # the interpreter's GIL hand-over interval while a lo
 
 @dataclass
 class LiveConfig:
-    session: object  # engine.stream_session.SessionConfig
+    session: object  # engine.session_config.SessionConfig
     input_device: int | str | None = None  # None = system default; str = name substring
     output_device: int | str | None = None
     monitor_device: int | str | None = None  # optional second output carrying the same signal

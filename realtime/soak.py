@@ -75,7 +75,7 @@ def _timeline_offset(out_ring, in_ring) -> int | None:
 def run_child(seconds: float, faults: bool) -> int:
     import torch
 
-    from engine.stream_session import SessionConfig
+    from engine.session_config import SessionConfig
     from realtime.live import LiveConfig, LiveLoop, open_session
 
     torch.set_num_threads(1)

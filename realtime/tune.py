@@ -18,7 +18,7 @@ import numpy as np
 
 from realtime.meters import percentiles_ms
 
-# blocks on the content-chunk grid (engine.stream_session.content_chunk_for): all but 20 ms wait for no chunk
+# blocks on the content-chunk grid (engine.session_config.content_chunk_for): all but 20 ms wait for no chunk
 CANDIDATES_MS = (20.0, 40.0, 60.0, 80.0, 120.0, 160.0, 200.0, 240.0)
 SAFETY = 0.7
 TEST_RATE = 48000

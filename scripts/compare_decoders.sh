@@ -25,4 +25,4 @@ run() {  # NAME MODEL SYSTEM
 run teacher50 "" teacher:50
 for k in 1 2 4; do run consistency$k "" student:$k; done
 for k in 1 2; do run progressive$k "$PROG/progressive_${k}step_model" student:$k; done
-$PY -m engine.decoder_table "$OUT"
+$PY -m evaluation.decoder_table "$OUT"

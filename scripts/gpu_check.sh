@@ -12,4 +12,4 @@ mkdir -p "$OUT"
 bash scripts/setup.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 .venv/bin/python -m pytest -q gpu_tests 2>&1 | tee "$OUT/gpu_tests.txt"
-.venv/bin/python -m engine.gpu_bench --json "$OUT/gpu_bench.json" | tee "$OUT/gpu_bench.txt"
+.venv/bin/python -m evaluation.gpu_bench --json "$OUT/gpu_bench.json" | tee "$OUT/gpu_bench.txt"

@@ -8,7 +8,7 @@ from engine.decoder_stream import Conditioner, condition
 from models.config import RunConfig
 from models.content_units import fit_units, nearest_units
 from models.edm import EDMDecoder
-from models.train import DistillationRun, TrainingRun
+from training.train import DistillationRun, TrainingRun
 from models.voice_model import VoiceModel
 from tests.helpers import tiny_model_config, tiny_run_config, write_tiny_cache
 
@@ -40,7 +40,7 @@ def test_a_model_with_units_reads_only_the_nearest_unit():
         assert torch.equal(a, b)
         far = condition(dec, np.tile(np.eye(1, cfg.content_dim, 2, dtype=np.float32) * 3.0, (n, 1)), *args)
         assert not torch.allclose(a, far)
-        assert torch.allclose(Conditioner(dec)(also_near, *args), a, atol=1e-5)
+        assert torch.allclose(Conditioner(dec).push(also_near, *args), a, atol=1e-5)
 
 
 def test_training_fits_units_keeps_them_through_distillation_and_saving(tmp_path):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.corpus import mbrola as mb
-from models.corpus.build import HOP, SR, add_arguments, build_corpus, n_frames, run
-from models.corpus.melodies import german_syllable_phones, register_shift, select_melodies
+from training.corpus import mbrola as mb
+from training.corpus.build import HOP, SR, add_arguments, build_corpus, n_frames, run
+from training.corpus.melodies import german_syllable_phones, register_shift, select_melodies
 from models.errors import ComoliveError
 
 VOICES = ["de5", "us2", "nl2"]   # female 22.05 kHz, male 16 kHz, male 16 kHz with a long MBROLA frame
@@ -240,7 +240,7 @@ def test_cli_pair_and_errors(tmp_path):
 
 
 def test_speech_sentences(tmp_path):
-    from models.corpus.speech import available_speech_voices, build_speech
+    from training.corpus.speech import available_speech_voices, build_speech
 
     voices = available_speech_voices()
     assert {"flite_slt", "flite_rms", "flite_awb", "festival_kal"} <= set(voices)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import eval_schema
-from engine.metrics import (best_lag, cents_error, character_error_rate, cosine, difference_db, edit_distance, expected_f0,
+from evaluation import eval_schema
+from evaluation.metrics import (best_lag, cents_error, character_error_rate, cosine, difference_db, edit_distance, expected_f0,
                             mel_cepstral_distortion, normalise_text)
-from engine.tables import format_table, markdown_table
+from evaluation.tables import format_table, markdown_table
 from main import main
 from models.errors import ComoliveError
 from tests.helpers import harmonic
@@ -30,7 +30,7 @@ VOICES = ["us1", "de5"]  # two voices of the default model, male and female: a c
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from models.corpus.build import build_corpus
+    from training.corpus.build import build_corpus
 
     out = tmp_path_factory.mktemp("corpus") / "c"
     build_corpus(out, seed=3, n_melodies=2, voices=VOICES, heldout_fraction=0.5, progress=False, workers=1,
@@ -128,14 +128,14 @@ def test_table_printer_aligns_and_drops_empty_columns():
 
 # ------------------------------------------------------------------------------------------ Whisper
 def test_whisper_token_strings_decode_to_text():
-    from engine.transcribe import tokens_to_text
+    from evaluation.transcribe import tokens_to_text
 
     assert tokens_to_text(["<|startoftranscript|>", "ĠHello", ",", "Ġworld", "<|endoftext|>"]) == "Hello, world"
     assert tokens_to_text(["Ġcaf", "Ã©"]) == "café"  # multi-byte UTF-8 split over tokens
 
 
 def test_transcriber_reads_synthetic_speech():
-    from engine.transcribe import Transcriber
+    from evaluation.transcribe import Transcriber
     from models.audio_io import load_audio
 
     text = "the quick brown fox jumps over the lazy dog"
@@ -161,7 +161,7 @@ class _tmp_wav:
 
 # ------------------------------------------------------------------------------------------- DNSMOS
 def test_dnsmos_range_and_ranks_voice_above_white_noise():
-    from engine.dnsmos import DNSMOS
+    from evaluation.dnsmos import DNSMOS
     from models.audio_io import load_audio
 
     d = DNSMOS()
@@ -224,7 +224,7 @@ def test_clean_numbers_makes_strict_json():
 
 # --------------------------------------------------------------------------------------- end to end
 def test_eval_parallel_split_on_a_tiny_corpus(corpus):
-    from engine.evaluate import COPY_ROW, SOURCE_ROW, evaluate_parallel
+    from evaluation.evaluate import COPY_ROW, SOURCE_ROW, evaluate_parallel
 
     doc = evaluate_parallel(corpus, systems=[("student", 1)], max_pairs=1, progress=False,
                             skip=("dnsmos", "cer"), max_seconds=4.0)
@@ -308,7 +308,7 @@ def test_eval_bad_input_is_one_clear_error(tmp_path, capsys, argv, message):
 
 # --------------------------------------------------------------------------------------- bench report
 def test_peak_rss_sees_a_large_allocation():
-    from engine.bench import PeakRSS
+    from evaluation.bench import PeakRSS
 
     with PeakRSS() as mem:
         block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
@@ -318,7 +318,7 @@ def test_peak_rss_sees_a_large_allocation():
 
 
 def test_bench_overview_collects_every_section_and_the_live_figures(capsys):
-    from engine.bench import live_rows, overview_rows, print_overview
+    from evaluation.bench import live_rows, overview_rows, print_overview
 
     report = {"machine": {"peak_rss_mb": 900.0}, "input_seconds": 10.0,
               "features": [{"stage": "pitch fcpe", "s_per_audio_s": 0.03, "p90_s_per_audio_s": 0.04,

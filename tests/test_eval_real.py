@@ -1,4 +1,4 @@
-"""The held-out real-voice evaluation (engine/eval_real.py) on a tiny MANIFEST.tsv folder of synthetic
+"""The held-out real-voice evaluation (evaluation/eval_real.py) on a tiny MANIFEST.tsv folder of synthetic
 voices: a pair list fixed by the manifest alone, the expected conversions and summary rows, strict JSON,
 and one clear error for a folder that cannot be evaluated.
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.eval_real import (SUMMARY_COLUMNS, evaluate_real, heldout_rows, plan_pairs, print_real_report,
+from evaluation.eval_real import (SUMMARY_COLUMNS, evaluate_real, heldout_rows, plan_pairs, print_real_report,
                               register_key)
 from models.errors import ComoliveError
 from tests.helpers import harmonic

@@ -7,11 +7,11 @@ import random
 import numpy as np
 import torch
 
-from engine.gta_mels import write_gta_mels
+from training.gta_mels import write_gta_mels
 from models.consistency import student_from_teacher
 from models.edm import EDMDecoder
-from models.nsf_train import NSFBatcher
-from models.vocoder_train import FeatureClip, gta_path
+from training.nsf_train import NSFBatcher
+from training.vocoder_train import FeatureClip, gta_path
 from models.voice_model import VoiceModel
 from tests.helpers import tiny_model_config, write_tiny_cache
 

@@ -175,7 +175,7 @@ def test_live_gain_and_bypass_changes_ramp_without_clicks():
 # ------------------------------------------------------------------- with the real session
 @pytest.fixture(scope="module")
 def session_cfg():
-    from engine.stream_session import SessionConfig
+    from engine.session_config import SessionConfig
 
     return SessionConfig(sample_rate=SR, block_ms=80.0)
 

@@ -16,7 +16,7 @@ from models.denoiser import layer_padding, receptive_field
 from models.edm import EDMDecoder, mel_to_unit
 from models.errors import ComoliveError, ModelFileError
 from models.noise import frame_noise
-from models.train import DistillationRun, TrainingRun
+from training.train import DistillationRun, TrainingRun
 from models.voice_model import VoiceModel
 from tests.helpers import tiny_model_config, tiny_run_config, write_tiny_cache
 

@@ -102,6 +102,6 @@ def test_pitch_stream_with_the_live_path(speech, reference_int8, live):
     s = PitchStream(extractor=live, **kw)
     cuts = np.cumsum(np.random.default_rng(0).integers(1, 900, 64))
     f0 = np.concatenate([s.push(part) for part in np.split(speech, cuts[cuts < len(speech)])])
-    assert len(f0) == len(ref_f0) == s.available(len(speech))
+    assert len(f0) == len(ref_f0) == s.ready(len(speech))
     assert np.mean((f0 > 0) == (ref_f0 > 0)) >= 0.99
     assert np.median(_cents(f0, ref_f0)) < 0.05

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from engine.loudness_norm import active_level_db, normalize_level, slice_on_silence
-from engine.preprocess import preprocess_dataset
+from training.preprocess import preprocess_dataset
 from models.dataset import FeatureDataset
 from models.errors import ComoliveError
 from tests.helpers import harmonic

@@ -9,7 +9,7 @@ import torch
 from models.dataset import FeatureDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
 from models.progressive import ProgressiveDecoder, ProgressiveDistiller
-from models.train import ProgressiveRun, TrainingRun
+from training.train import ProgressiveRun, TrainingRun
 from models.voice_model import VoiceModel
 from tests.helpers import tiny_model_config, tiny_run_config, write_tiny_cache
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.perturb import perturb_timbre, shift_pitch_and_formants
+from training.perturb import perturb_timbre, shift_pitch_and_formants
 from engine.pitch import make_pitch_extractor
-from engine.preprocess import preprocess_dataset
-from engine.speaker_probe import speaker_probe
+from training.preprocess import preprocess_dataset
+from evaluation.speaker_probe import speaker_probe
 from models.dataset import FeatureDataset, MixedDataset
 from tests.helpers import harmonic
 

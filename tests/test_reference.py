@@ -71,7 +71,7 @@ def test_convert_with_ref_end_to_end(tmp_path, demo):
 
 
 def test_zero_shot_targets_measure_against_clips_not_used_as_reference(tmp_path):
-    from engine.eval_zero_shot import GROUPS, corpus_targets
+    from evaluation.eval_zero_shot import GROUPS, corpus_targets
 
     for d, names in {"train/us1": ["a", "b", "c"], "heldout/us1": ["h"], "train/cz2": ["a", "b"],
                      "heldout/cz2": ["h"], "speech/flite_x": ["s0", "s1", "s2", "s3"],
@@ -89,7 +89,8 @@ def test_zero_shot_targets_measure_against_clips_not_used_as_reference(tmp_path)
 def test_live_session_takes_a_reference_voice(encoder, demo):
     from types import SimpleNamespace
 
-    from engine.stream_session import SessionConfig, StreamSession
+    from engine.session_config import SessionConfig
+    from engine.stream_session import StreamSession
     from models.errors import ComoliveError
 
     wav, sr = demo
@@ -124,7 +125,7 @@ def test_stream_command_with_ref(tmp_path, demo):
 def test_zero_shot_sources_alternate_sexes(tmp_path):
     import json
 
-    from engine.eval_zero_shot import source_renditions
+    from evaluation.eval_zero_shot import source_renditions
 
     sexes = {"a1": "male", "a2": "male", "b1": "female", "b2": "female", "x": "female"}
     for v in sexes:

@@ -9,9 +9,10 @@ import pytest
 import main
 from engine.pitch import WorldPitch, make_pitch_extractor
 from engine.registry import CONTENT_ENCODERS, PITCH_EXTRACTORS
-from engine.stream_session import SessionConfig, StreamSession
+from engine.session_config import SessionConfig
+from engine.stream_session import StreamSession
 from models.errors import ComoliveError
-from models.train import TrainingRun
+from training.train import TrainingRun
 from models.voice_model import VoiceModel
 from tests.helpers import tiny_model_config, tiny_run_config, write_tiny_cache
 

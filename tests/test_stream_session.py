@@ -16,7 +16,8 @@ from engine.feature_stream import LoudnessStream
 from engine.loudness import Loudness
 from engine.pitch import FCPEPitch
 from engine.resample_stream import StreamResampler
-from engine.stream_session import SessionConfig, StreamSession, run_offline
+from engine.session_config import SessionConfig
+from engine.stream_session import StreamSession, run_offline
 from models.audio_io import resample
 from models.errors import ComoliveError
 from models.voice_model import VoiceModel
@@ -98,7 +99,7 @@ def test_loudness_stream_equals_offline_loudness():
         i += n
     got = np.concatenate(out)
     ref = Loudness(22050, 256, 1024).extract(x)
-    assert len(got) == ls.available(len(x)) and len(got) >= len(ref) - 3
+    assert len(got) == ls.ready(len(x)) and len(got) >= len(ref) - 3
     np.testing.assert_array_equal(got, ref[: len(got)])
     # shortened lookahead (a latency option): same frames whatever the split, windows moved earlier
     lean = [LoudnessStream(256, 1024, lookahead=0) for _ in range(2)]
@@ -144,7 +145,7 @@ def test_packed_conditioner_equals_condition():
                            (ramp, np.linspace(0, 3, n).astype(np.float32)), (spk, np.zeros(n, np.float32))):
         args = (rng.standard_normal((n, cfg.content_dim)).astype(np.float32), rng.uniform(0, 600, n).astype(np.float32),
                 (rng.random(n) > 0.3).astype(np.float32), rng.uniform(-80, 0, n).astype(np.float32), speaker, shift)
-        ref, got = condition(model.student, *args), cond(*args)
+        ref, got = condition(model.student, *args), cond.push(*args)
         assert got.shape == ref.shape == (1, cfg.cond_dim, n)
         assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
 

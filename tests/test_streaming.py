@@ -21,7 +21,8 @@ from models.denoiser import receptive_field
 from models.edm import EDMDecoder
 from models.hifigan import HiFiGAN, HiFiGANConfig, load_universal_hifigan
 from models.mel import MelAnalyzer
-from models.streaming import StreamingDenoiser, StreamingHiFiGAN
+from models.streaming import StreamingHiFiGAN
+from models.streaming_denoiser import StreamingDenoiser
 from models.voice_model import VoiceModel
 from tests.helpers import tiny_model_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.timbres import build_timbres
+from training.timbres import build_timbres
 from models.dataset import TIMBRES_FILE, FeatureDataset
 from models.errors import ComoliveError
 from models.formant import warp_mel

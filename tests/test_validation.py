@@ -34,7 +34,7 @@ def test_a_bad_training_config_value_is_one_line_naming_the_key(tmp_path, capsys
 
 @pytest.mark.parametrize("section,line", [("train", "gta_prob = -0.5"), ("model", 'n_harmonics = "eight"')])
 def test_a_bad_vocoder_config_value_is_refused(tmp_path, section, line):
-    from models.nsf_train import load_nsf_config
+    from training.nsf_train import load_nsf_config
 
     cfg = tmp_path / "voc.toml"
     cfg.write_text(f"[{section}]\n{line}\n")

@@ -13,13 +13,13 @@ import torch
 
 import models.hn_vocoder as hn
 from engine.frames import MODEL_FRAME_RATE, align_frames
-from engine.metrics import cents_error
+from evaluation.metrics import cents_error
 from models.audio_io import save_audio
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.errors import ComoliveError, ModelFileError
 from models.hn_vocoder import HNConfig, HNVocoder, HNVocoderModel
 from models.mel import MelAnalyzer
-from models.vocoder_train import VocoderTrainConfig, VocoderTrainingRun, export_vocoder
+from training.vocoder_train import VocoderTrainConfig, VocoderTrainingRun, export_vocoder
 from models.vocoders import VOCODERS, default_live_vocoder, default_offline_vocoder, load_vocoder
 from tests.helpers import harmonic
 
@@ -183,7 +183,7 @@ def test_missing_or_damaged_hn_file_is_a_clear_model_file_error(tmp_path, monkey
 
 
 def _tiny_corpus(root, n: int = 3) -> None:
-    """Corpus layout of models/corpus/build.py: wav + f0.npy (frames centred at i*hop, n//hop + 1 of them)."""
+    """Corpus layout of training/corpus/build.py: wav + f0.npy (frames centred at i*hop, n//hop + 1 of them)."""
     for split in ("train", "heldout"):
         for k in range(n if split == "train" else 1):
             f0 = 150.0 + 40 * k

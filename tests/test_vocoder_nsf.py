@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from engine.frames import MODEL_FRAME_RATE, align_frames
-from engine.metrics import cents_error
+from evaluation.metrics import cents_error
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.errors import ComoliveError, ModelFileError
 from models.hifigan import load_universal_hifigan
 from models.mel import MelAnalyzer
 from models.nsf_hifigan import PRETRAINED, NSFHiFiGAN, NSFStream, load_nsf
-from models.nsf_train import blur_mel
+from training.nsf_train import blur_mel
 from models.vocoders import default_live_vocoder, default_offline_vocoder, load_vocoder, pitch_note
 from tests.helpers import harmonic
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.voice_add import add_voice, check_one_singer, speaker_similarities, summary
+from training.voice_add import add_voice, check_one_singer, speaker_similarities, summary
 from models.errors import ComoliveError
-from models.finetune import FinetuneConfig, heldout_indices, lr_at
+from training.finetune import FinetuneConfig, heldout_indices, lr_at
 from models.voice_model import VoiceModel
 from tests.helpers import harmonic
 

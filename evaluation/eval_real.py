@@ -37,15 +37,15 @@ import soundfile as sf
 from tqdm import tqdm
 
 from engine.converter import Converter
-from engine.dnsmos import DNSMOS
-from engine.eval_schema import clean_numbers
+from evaluation.dnsmos import DNSMOS
+from evaluation.eval_schema import clean_numbers
 from engine.loudness_norm import active_level_db, normalize_level
 from engine.manifest import read_manifest
-from engine.metrics import cents_error, cosine, expected_f0
+from evaluation.metrics import cents_error, cosine, expected_f0
 from engine.pitch import make_pitch_extractor
 from engine.reference import Reference, reference_from_audio
 from engine.speaker import SpeakerEncoder
-from engine.tables import print_table
+from evaluation.tables import print_table
 from models.audio_io import load_audio
 from models.errors import AudioInputError, ComoliveError
 
@@ -218,7 +218,7 @@ class RealMeter:
         return self._refs[rel]
 
     def live_config(self, src: SourceClip, reference: Reference, key: float):
-        from engine.stream_session import SessionConfig
+        from engine.session_config import SessionConfig
 
         gain = normalize_level(src.wav, src.sr)[1]
         return SessionConfig(sample_rate=int(src.sr), model=self.model, reference=reference, key=float(key),
@@ -307,7 +307,7 @@ def _inputs(real_dir: Path, plan: list[dict], ref_seconds: tuple[float, float], 
               "register_key": f"round(12 log2(median f0 of reference / of source)), within +-{MAX_REGISTER_KEY}",
               "level_db": "active level of the output minus that of the source"}
     if live:
-        from engine.stream_session import SessionConfig
+        from engine.session_config import SessionConfig
 
         d = SessionConfig()
         inputs["live_session"] = {"block_ms": d.block_ms, "gate_db": d.gate_db, "steps": d.steps,

@@ -24,9 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.converter import Converter
-from engine.dnsmos import DNSMOS
-from engine.evaluate import heldout_renditions
-from engine.metrics import cents_error, cosine, expected_f0
+from evaluation.dnsmos import DNSMOS
+from evaluation.evaluate import heldout_renditions
+from evaluation.metrics import cents_error, cosine, expected_f0
 from engine.reference import reference_from_audio
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio

@@ -1,6 +1,6 @@
 """Training the "hn" vocoder on real audio: `main.py train-vocoder DATA RUN` and `main.py export-vocoder`.
 
-Data: the synthetic corpus's train split (wav + exact f0 per rendition; models/corpus/build.py), or
+Data: the synthetic corpus's train split (wav + exact f0 per rendition; training/corpus/build.py), or
 comma-separated feature folders of `main.py preprocess` (audio, mel and extracted f0 per utterance, real
 recordings and corpus alike; one utterance in 40 kept for the held-out loss).
 Every rendition is loaded once; its log-mel (models/mel.py, what the vocoder will be fed) and its
@@ -117,7 +117,7 @@ def gta_path(npz: Path) -> Path:
 
 class FeatureClip:
     """One preprocessed utterance in memory: audio [N], log-mel [80, T], f0 [T], and the decoder's mel for it
-    when `main.py gta-mels` wrote one (engine/gta_mels.py; else None)."""
+    when `main.py gta-mels` wrote one (training/gta_mels.py; else None)."""
 
     def __init__(self, npz: Path):
         with np.load(npz) as z:

@@ -23,7 +23,7 @@ import torch
 
 from engine.frames import MODEL_FRAME_RATE, MODEL_SAMPLE_RATE, align_frames
 from engine.manifest import read_manifest
-from engine.metrics import cents_error
+from evaluation.metrics import cents_error
 from models.audio_io import load_audio, resample
 from models.errors import ComoliveError
 from models.mel import MelAnalyzer
@@ -149,7 +149,7 @@ def real_singing_clips(real: Path, n: int = 0) -> list[Path]:
 def _clip_f0(path: Path, wav: np.ndarray, t: int, pitch) -> np.ndarray:
     """The f0 a vocoder gets for this clip: the corpus's exact f0 when it has one, else FCPE's (octaves repaired)."""
     from engine.pitch import fix_octave_jumps
-    from models.vocoder_train import f0_on_mel_grid
+    from training.vocoder_train import f0_on_mel_grid
 
     exact = path.with_suffix(".f0.npy")
     if exact.exists():

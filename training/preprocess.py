@@ -8,7 +8,7 @@ voices).
 
 Each utterance is stored with its mel, f0, loudness, content, its own speaker embedding and its audio
 at the model rate (int16, for vocoder training). Real recordings (everything but the corpus) also get
-`content_pert`: content taken from a timbre-perturbed copy (engine/perturb.py), which the decoder
+`content_pert`: content taken from a timbre-perturbed copy (training/perturb.py), which the decoder
 trains on so that it cannot copy the singer's timbre out of the content features. Every file is resampled, downmixed,
 level-normalised and (user data only: corpus files must stay sample-aligned) sliced on silence;
 nothing is skipped silently — each rejected file is reported with its reason.
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from engine.feature_pipeline import FeaturePipeline
 from engine.loudness_norm import active_level_db, normalize_level, slice_on_silence
 from engine.manifest import MANIFEST, read_manifest
-from engine.perturb import perturb_timbre
+from training.perturb import perturb_timbre
 from engine.speaker import SpeakerEncoder
 from models.audio_io import load_audio
 from models.config import ModelConfig, recorded_features

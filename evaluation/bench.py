@@ -164,7 +164,7 @@ BENCH_COLS = ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "cpu_s_per_a
 
 
 def print_table(title: str, rows: list[dict]) -> None:
-    from engine.tables import print_table as table
+    from evaluation.tables import print_table as table
 
     table(rows, BENCH_COLS, title, digits=4)
     if any(r["stage"].endswith(" *") for r in rows):
@@ -184,7 +184,7 @@ def run_bench(what: str, json_path: str | None = None, model: str | None = None,
         report["model"] = bench_model(model, seconds)
         print_table(f"decoder and vocoder, {seconds:g} s input, seconds of compute per second of audio", report["model"])
     if what in ("vocoder", "all"):  # speed and held-out copy-synthesis quality of every vocoder
-        from engine.vocoder_bench import run_vocoder_bench
+        from evaluation.vocoder_bench import run_vocoder_bench
 
         report["vocoder"] = run_vocoder_bench(seconds, corpus, clips, real=real)
     if json_path:
@@ -235,7 +235,7 @@ def live_rows(live: dict) -> list[dict]:
 
 def print_overview(report: dict) -> None:
     """`bench all`: one summary of every stage and of the live path."""
-    from engine.tables import print_table as table
+    from evaluation.tables import print_table as table
 
     table(overview_rows(report), ("stage", "nfe", "s_per_audio_s", "p90_s_per_audio_s", "cpu_s_per_audio_s",
                                   "peak_rss_mb"),

@@ -1,6 +1,6 @@
 """The decoder comparison table of scripts/compare_decoders.sh: one row per decoder, from its eval JSONs.
 
-    python -m engine.decoder_table data/compare
+    python -m evaluation.decoder_table data/compare
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.metrics import best_lag, difference_db
+from evaluation.metrics import best_lag, difference_db
 
 BLOCK_MS = 40.0
 OTHER_BLOCK_MS = 25.0

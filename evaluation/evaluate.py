@@ -8,7 +8,7 @@ Two sources of material:
 - any folder of the user's recordings converted to one target voice (`evaluate_folder`), with
   optional reference clips of the target; no ground truth, so no MCD.
 
-Systems are (sampler, steps) pairs of one model. Metrics: see engine/eval_schema.py METRICS.
+Systems are (sampler, steps) pairs of one model. Metrics: see evaluation/eval_schema.py METRICS.
 Speaker references are embedded once per voice (or once per source file), never per system.
 """
 from __future__ import annotations
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine import eval_schema
+from evaluation import eval_schema
 from engine.converter import Converter
 from engine.frames import align_frames
-from engine.metrics import cents_error, character_error_rate, cosine, expected_f0, mel_cepstral_distortion
-from engine.tables import print_table
+from evaluation.metrics import cents_error, character_error_rate, cosine, expected_f0, mel_cepstral_distortion
+from evaluation.tables import print_table
 from models.audio_io import load_audio
 from models.errors import ComoliveError
 from models.mel import MelAnalyzer
@@ -160,15 +160,15 @@ class Evaluator:
         self.skip = set(skip)
         self.dnsmos = self.transcriber = self.streamer = None
         if "dnsmos" not in self.skip:
-            from engine.dnsmos import DNSMOS
+            from evaluation.dnsmos import DNSMOS
 
             self.dnsmos = DNSMOS()
         if "cer" not in self.skip:
-            from engine.transcribe import Transcriber
+            from evaluation.transcribe import Transcriber
 
             self.transcriber = Transcriber(device=str(self.conv.device))
         if "stream" not in self.skip:
-            from engine import eval_stream
+            from evaluation import eval_stream
 
             self.streamer, why = eval_stream.make(model, str(self.conv.device), self.conv.vocoder.name)
             if self.streamer is None:
@@ -279,7 +279,7 @@ class Evaluator:
     _plotted = 0
 
     def plot_item(self, item: EvalItem, src_f0, expected, f0s, wavs) -> None:
-        from engine import plots
+        from evaluation import plots
 
         self._plotted += 1
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in item.name)
@@ -301,7 +301,7 @@ class Evaluator:
     def report(self, mode: str, inputs: dict, systems_requested, rows: list[dict]) -> dict:
         summary = summarise(rows)
         if self.plots_dir is not None:
-            from engine import plots
+            from evaluation import plots
 
             metrics = [m for m in ("mcd_db", "f0_cents_median", "vuv_agreement", "sim_target", "sim_margin",
                                    "dnsmos_ovr", "cer", "stream_diff_db") if any(m in r for r in summary)]

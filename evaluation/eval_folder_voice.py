@@ -1,11 +1,11 @@
 """A voice added from a folder (`voice add`) against the same singer zero-shot, on held-out real singing.
 
-    python -m engine.eval_folder_voice REAL_DIR [--singer gts-EN-Tenor-1] [--steps 300] [--json F]
+    python -m evaluation.eval_folder_voice REAL_DIR [--singer gts-EN-Tenor-1] [--steps 300] [--json F]
 
 The singer's held-out sung clips but the last go into a folder: `voice add` fine-tunes the default model on
 them, and the same clips are the zero-shot reference (`--ref`) for comparison. The last clip is never used
 for either: similarity to the target is measured against it. Sources: the first held-out sung clip of every
-other singer (the first `sources` of them, sorted), converted at key 0 and at the register key (engine/eval_real.register_key), hn vocoder.
+other singer (the first `sources` of them, sorted), converted at key 0 and at the register key (evaluation/eval_real.register_key), hn vocoder.
 target_gain = sim(output, left-out clip) - sim(source, left-out clip).
 """
 from __future__ import annotations
@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.metrics import cosine
-from engine.eval_real import _by_speaker, _median_f0, heldout_rows, register_key
+from evaluation.metrics import cosine
+from evaluation.eval_real import _by_speaker, _median_f0, heldout_rows, register_key
 
 
 def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: int = 300, vocoder: str = "hn",
                           sources: int = 6, progress: bool = True) -> dict:
     from engine.converter import Converter
-    from engine.dnsmos import DNSMOS
+    from evaluation.dnsmos import DNSMOS
     from engine.pitch import make_pitch_extractor
     from engine.reference import reference_from_audio
     from engine.speaker import SpeakerEncoder
-    from engine.voice_add import add_voice
+    from training.voice_add import add_voice
     from models.audio_io import load_audio
 
     real_dir = Path(real_dir)

@@ -2,9 +2,9 @@
 
 The folder (any audio files, any rates, nested or not) is taken as ONE singer. It is checked before
 anything slow runs, so a wrong folder fails in seconds with the reason: no files, nothing readable,
-only silence, too little voice. Then it is preprocessed exactly as training data is (engine/preprocess.py,
+only silence, too little voice. Then it is preprocessed exactly as training data is (training/preprocess.py,
 content of a timbre-perturbed copy included), the per-utterance d-vectors are compared to catch a folder
-that mixes singers, and the model's one-step student is fine-tuned on it (models/finetune.py). The
+that mixes singers, and the model's one-step student is fine-tuned on it (training/finetune.py). The
 result is a complete voice model (the base's voices plus NAME) saved in float16 like the shipped one.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from engine.loudness_norm import normalize_level, slice_on_silence
-from engine.preprocess import AUDIO_EXTENSIONS, MIN_SECONDS, check_audio, preprocess_dataset
+from training.preprocess import AUDIO_EXTENSIONS, MIN_SECONDS, check_audio, preprocess_dataset
 from models.audio_io import load_audio
 from models.errors import ComoliveError
-from models.finetune import FinetuneConfig, finetune_voice
+from training.finetune import FinetuneConfig, finetune_voice
 from models.voice_model import VoiceModel
 
 MIN_VOICE_S = 20.0         # usable audio (after slicing off silence) a voice needs in total

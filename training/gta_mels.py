@@ -6,7 +6,7 @@ folder, the mel the decoder draws for it under conversion-like conditions (FEATS
 float16 [M, T], time-aligned with the utterance's audio): for a corpus rendition with parallel renditions
 by other voices, the source features are another voice's and the speaker is this voice; for a real
 recording, the content comes from its timbre-perturbed copy and the speaker is its own d-vector.
-The NSF trainer (models/nsf_train.py) feeds these in place of the analysed mel with `gta_prob`.
+The NSF trainer (training/nsf_train.py) feeds these in place of the analysed mel with `gta_prob`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from models.dataset import FeatureDataset, collate
-from models.vocoder_train import gta_path
+from training.vocoder_train import gta_path
 from models.voice_model import VoiceModel
 
 

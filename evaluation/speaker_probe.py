@@ -6,7 +6,7 @@ singer's timbre from the content and copy it into a conversion. Run on a feature
 (`main.py preprocess`), it scores the content of the originals and of the timbre-perturbed copies the
 decoder trains on:
 
-    python -m engine.speaker_probe data/features_real [--speakers 20] [--model M] [--json probe.json]
+    python -m evaluation.speaker_probe data/features_real [--speakers 20] [--model M] [--json probe.json]
 
 With --model, the frames are first snapped to that voice model's content units (what its decoder reads).
 """

@@ -1,6 +1,6 @@
 """Fine-tuning the NSF HiFi-GAN (models/nsf_hifigan.py): `main.py train-vocoder FEATS... RUN --config configs/vocoder_nsf.toml`.
 
-Data (models/vocoder_train.load_clips): feature folders written by `main.py preprocess` (each utterance's
+Data (training/vocoder_train.load_clips): feature folders written by `main.py preprocess` (each utterance's
 audio at the model rate, its log-mel and its f0 from the pitch extractor that also runs at conversion
 time; one utterance in `val_every` kept for the held-out loss) and corpus folders (renditions with their
 exact f0; the corpus's own held-out split gives the held-out loss). Evaluation sets are never read here.
@@ -31,7 +31,7 @@ from models.errors import ComoliveError
 from models.hifigan import load_universal_hifigan
 from models.mel import MelAnalyzer, MelConfig
 from models.nsf_hifigan import NSFConfig, NSFHiFiGAN, nsf_meta
-from models.vocoder_train import FeatureClip, MultiResSTFTLoss, VocoderTrainingRun, _toml, load_clips
+from training.vocoder_train import FeatureClip, MultiResSTFTLoss, VocoderTrainingRun, _toml, load_clips
 
 
 @dataclass

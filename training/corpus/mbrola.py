@@ -346,7 +346,7 @@ def _drop(ph: list[Phone], k: int) -> None:
 
 
 def _syllable_phones(notes, i0: int) -> list[str]:
-    from models.corpus.melodies import german_syllable_phones
+    from training.corpus.melodies import german_syllable_phones
 
     n = notes[i0]
     word_initial = n.syllabic in (None, "single", "begin")

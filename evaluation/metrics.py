@@ -129,3 +129,13 @@ def best_lag(signal: np.ndarray, reference: np.ndarray, max_lag: int) -> int:
     xc = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
     lags = np.r_[np.arange(0, max_lag + 1), np.arange(-max_lag, 0)]
     return int(lags[np.argmax(xc[lags])])
+
+
+def melody_error(wav_in: np.ndarray, sr_in: int, wav_out: np.ndarray, sr_out: int, key: float = 0.0) -> dict[str, float]:
+    """How far a conversion sings from its input's melody moved by `key`: Harvest f0 of both, in cents."""
+    from engine.pitch import make_pitch_extractor
+
+    pitch = make_pitch_extractor("harvest")
+    f_in = pitch.extract(resample(wav_in, sr_in, pitch.sample_rate))
+    f_out = pitch.extract(resample(wav_out, sr_out, pitch.sample_rate))
+    return cents_error(f_out, expected_f0(f_in, key))

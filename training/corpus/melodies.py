@@ -7,7 +7,7 @@ seconds, syllable text on the first note of each syllable, None on melisma conti
 Everything random here (tempo, phrase grouping, breaths) is drawn from a generator seeded by
 (seed, piece name), so a melody does not change when more or fewer melodies are requested.
 
-Lyrics become phonemes of the small canonical inventory of `models.corpus.mbrola` through a
+Lyrics become phonemes of the small canonical inventory of `training.corpus.mbrola` through a
 rule-based German grapheme-to-phoneme reduction (`german_syllable_phones`): robust, tiny and the same
 on every machine (no espeak version drift).
 """

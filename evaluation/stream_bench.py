@@ -1,6 +1,6 @@
 """Per-block cost of the streaming session: compute p50/p90/p99 per block size and per stage.
 
-    python -m engine.stream_bench [--blocks 40 60 80 160] [--seconds 20] [--rate 48000] [--json FILE]
+    python -m evaluation.stream_bench [--blocks 40 60 80 160] [--seconds 20] [--rate 48000] [--json FILE]
 
 Feeds a sung-like tone (tests.helpers-style harmonic tone with vibrato and syllable-like level
 changes) through StreamSession.process() at 1 torch thread, as fast as it runs, and reports the
@@ -17,7 +17,8 @@ import platform
 import numpy as np
 import torch
 
-from engine.stream_session import STAGES, SessionConfig, StreamSession
+from engine.session_config import STAGES, SessionConfig
+from engine.stream_session import StreamSession
 
 
 

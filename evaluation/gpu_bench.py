@@ -2,7 +2,7 @@
 session's per-block compute at 20/40/80 ms blocks on the GPU (a file fed block by block, on the live
 schedule). Prints tables and writes JSON; nothing is asserted.
 
-    python -m engine.gpu_bench [--json F] [--seconds S]
+    python -m evaluation.gpu_bench [--json F] [--seconds S]
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.stream_session import SessionConfig, StreamSession
-from engine.tables import print_table
-from engine.vocoder_bench import _table, bench_speed, print_block_table
+from engine.session_config import SessionConfig
+from engine.stream_session import StreamSession
+from evaluation.tables import print_table
+from evaluation.vocoder_bench import _table, bench_speed, print_block_table
 from models.vocoders import VOCODERS
 
 SESSION_BLOCKS_MS = (20.0, 40.0, 80.0)

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from models.audio_io import resample, save_audio
-from models.corpus import mbrola as mb
-from models.corpus.melodies import Melody, piece_rng, register_shift, select_melodies, stretch_melody
+from training.corpus import mbrola as mb
+from training.corpus.melodies import Melody, piece_rng, register_shift, select_melodies, stretch_melody
 from models.errors import ComoliveError
 
 SR = 22050
@@ -286,7 +286,7 @@ def build_corpus(out_dir: str | Path, seed: int = 0, n_melodies: int = DEFAULT_M
         }
     stats["minutes_singing"] = _r(sum(stats["splits"][s]["minutes"] for s in SPLITS), 3)
     if speech:
-        from models.corpus.speech import build_speech
+        from training.corpus.speech import build_speech
         stats["speech"] = build_speech(out_dir / "speech", progress=progress)
     (out_dir / "corpus.json").write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     stats["build_seconds"] = round(time.time() - t0, 1)
