@@ -56,15 +56,16 @@ _count = _whole("the number of steps", 1)  # training steps
 # ---------------------------------------------------------------------------------------- handlers
 def cmd_convert(a: argparse.Namespace) -> None:
     from engine.converter import MAX_SECONDS, Converter
-    from models.audio_io import check_writable, load_audio, save_audio
+    from models.audio_io import audio_info, check_writable, load_audio, save_audio
+    from models.vocoders import pitch_note
 
     out = check_writable(a.output, a.force)
+    if a.live or audio_info(a.input).duration > MAX_SECONDS:
+        return _convert_live(a, out)
     wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
     from engine.reference import reference_for
 
     reference = reference_for(a.voice, a.ref)
-    from models.vocoders import pitch_note
-
     conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
     if pitch_note(a.vocoder):
         print(pitch_note(a.vocoder))
@@ -73,12 +74,50 @@ def cmd_convert(a: argparse.Namespace) -> None:
     save_audio(out, result.audio, result.sample_rate, force=True)
     print(result.summary(a.input, out))
     if a.check_pitch:
-        from evaluation.metrics import melody_error
+        _print_melody_error(wav, sr, result.audio, result.sample_rate, a.key, conv.vocoder.name)
 
-        err = melody_error(wav, sr, result.audio, result.sample_rate, a.key)
-        print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
-              f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
-              f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {conv.vocoder.name})")
+
+def _print_melody_error(wav, sr, out, out_sr, key: float, vocoder: str) -> None:
+    from evaluation.metrics import melody_error
+
+    err = melody_error(wav, sr, out, out_sr, key)
+    print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
+          f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
+          f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {vocoder})")
+
+
+def _convert_live(a: argparse.Namespace, out) -> None:
+    """convert through the live pipeline, block by block (engine/file_convert.py)."""
+    from engine.file_convert import convert_file
+    from engine.reference import reference_for
+    from engine.session_config import SessionConfig
+    from models.audio_io import load_audio
+    from models.errors import ComoliveError
+    from models.vocoders import pitch_note
+
+    if a.sampler != "student":
+        raise ComoliveError("--live runs the one-step (or multistep) student; the teacher runs without --live "
+                            "(files up to 30 min)")
+    cfg = SessionConfig(voice=a.voice, reference=reference_for(a.voice, a.ref), key=a.key, formant=a.formant,
+                        steps=a.steps, pitch=a.pitch, vocoder=a.vocoder, model=a.model, device=a.device,
+                        gate_db=float("-inf"))  # a file is converted whole: no noise gate
+    if pitch_note(a.vocoder):
+        print(pitch_note(a.vocoder))
+    total = {"shown": 0}
+
+    def progress(done: float, whole: float) -> None:
+        if done - total["shown"] >= 60.0:
+            total["shown"] = done
+            print(f"  {done / 60:.0f} of {whole / 60:.0f} min", flush=True)
+
+    res = convert_file(cfg, a.input, out, force=True, progress=progress)
+    print(res.summary(a.input, out))
+    print(f"the same samples live: `stream IN OUT --input-gain-db {res.input_gain_db:.4f} --gate-db -inf` "
+          "with the same voice, key and vocoder")
+    if a.check_pitch:
+        wav, sr = load_audio(a.input)
+        y, ysr = load_audio(out)
+        _print_melody_error(wav, sr, y, ysr, a.key, res.vocoder)
 
 
 def cmd_voice_add(a: argparse.Namespace) -> None:
@@ -354,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the V1: pitch read from the mel)")
     c.add_argument("--check-pitch", action="store_true",
                    help="also print how far the output's melody is from the input's (Harvest f0, x key)")
+    c.add_argument("--live", action="store_true",
+                   help="convert through the live pipeline (what `live` plays, sample for sample), block by block "
+                        "from disk to disk: any length in bounded memory; files over 30 min always go this way")
     c.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     model_args(c)
     c.set_defaults(func=cmd_convert)

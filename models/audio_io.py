@@ -61,6 +61,32 @@ def as_mono(wav: np.ndarray) -> np.ndarray:
     return wav
 
 
+def audio_info(path: str | os.PathLike, max_seconds: float | None = None):
+    """soundfile's header info of `path`, checked: AudioInputError with a one-line reason for a missing,
+    empty, unreadable or (with max_seconds) too long file; an AudioInputWarning for a WAV cut short of what
+    its header declares (libsndfile reads such a file silently, as far as it goes)."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioInputError(f"{p}: file not found")
+    if p.is_dir():
+        raise AudioInputError(f"{p}: is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioInputError(f"{p}: file is empty")
+    try:
+        info = sf.info(str(p))
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AudioInputError(f"{p}: not a readable audio file ({msg})") from None
+    if max_seconds is not None and info.duration > max_seconds:
+        raise AudioInputError(f"{p}: {_duration(info.duration)} long; this command takes at most "
+                              f"{_duration(max_seconds)} at once (split the file into parts)")
+    short = _wav_shortfall(p)
+    if short is not None:
+        warnings.warn(f"{p}: truncated: its header declares {short[0]} bytes of audio, the file holds "
+                      f"{short[1]}; converting what is there", AudioInputWarning, stacklevel=3)
+    return info
+
+
 def load_audio(path: str | os.PathLike, sr: int | None = None,
                max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Load `path` as mono float32 in [-1, 1]; resample to `sr` when given.
@@ -71,20 +97,7 @@ def load_audio(path: str | os.PathLike, sr: int | None = None,
     as it goes, with an AudioInputWarning.
     """
     p = Path(path)
-    if not p.exists():
-        raise AudioInputError(f"{p}: file not found")
-    if p.is_dir():
-        raise AudioInputError(f"{p}: is a folder, not an audio file")
-    if p.stat().st_size == 0:
-        raise AudioInputError(f"{p}: file is empty")
-    if max_seconds is not None:
-        try:
-            seconds = sf.info(str(p)).duration
-        except Exception:  # unreadable: the read below says why
-            seconds = 0.0
-        if seconds > max_seconds:
-            raise AudioInputError(f"{p}: {_duration(seconds)} long; this command takes at most "
-                                  f"{_duration(max_seconds)} at once (split the file into parts)")
+    audio_info(p, max_seconds)
     try:
         data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError
@@ -92,11 +105,6 @@ def load_audio(path: str | os.PathLike, sr: int | None = None,
         raise AudioInputError(f"{p}: not a readable audio file ({msg})") from None
     if data.shape[0] == 0:
         raise AudioInputError(f"{p}: holds no samples")
-    short = _wav_shortfall(p)
-    if short is not None:
-        warnings.warn(f"{p}: truncated: its header declares {short[0]} bytes of audio, the file holds "
-                      f"{short[1]}; converting the {data.shape[0] / file_sr:.2f} s that are there",
-                      AudioInputWarning, stacklevel=2)
     if not np.isfinite(data).all():
         raise AudioInputError(f"{p}: contains NaN or infinite samples")
     wav = data.mean(axis=1)  # downmix to mono

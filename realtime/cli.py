@@ -25,7 +25,9 @@ def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
     sp.add_argument("--content-chunk-ms", type=float, default=None,
                     help="content/pitch chunk in ms, a multiple of 20 (default: follows the block, 40-80 ms; "
                          "longer costs less CPU, waits longer)")
-    sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS)")
+    sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS; -inf: no gate)")
+    sp.add_argument("--input-gain-db", type=float, default=None,
+                    help="fixed gain before feature extraction, divided out of the output (default 0 dB)")
     sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
     sp.add_argument("--device", default=None, help="compute device: cpu, cuda or cuda:N (default: CUDA when present)")
     sp.add_argument("--vocoder", default=None, help="vocoder name (default: the session's choice)")
@@ -43,7 +45,8 @@ def session_config(a: argparse.Namespace):
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
                  model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference,
                  content_thread=getattr(a, "content_thread", None), pitch=getattr(a, "pitch", None),
-                 content_chunk_ms=getattr(a, "content_chunk_ms", None))
+                 content_chunk_ms=getattr(a, "content_chunk_ms", None),
+                 input_gain_db=getattr(a, "input_gain_db", None))
     names = {f.name for f in fields(SessionConfig)}
     return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
 

@@ -112,7 +112,7 @@ def test_a_wav_cut_short_of_its_header_converts_with_a_warning(tmp_path, capsys)
     assert sf.info(str(tmp_path / "out.wav")).duration == pytest.approx(1.5, abs=0.01)
 
 
-def test_a_file_longer_than_convert_takes_is_refused_before_it_is_read(tmp_path, capsys):
+def test_a_file_longer_than_stream_takes_is_refused_before_it_is_read_and_convert_streams_it(tmp_path, capsys):
     import numpy as np
     import soundfile as sf
 
@@ -121,6 +121,9 @@ def test_a_file_longer_than_convert_takes_is_refused_before_it_is_read(tmp_path,
     long = tmp_path / "long.wav"
     rate = 1000  # a small file that lasts long: the check reads the header only
     sf.write(str(long), np.zeros(int(MAX_SECONDS * rate) + rate, np.int16), rate, subtype="PCM_16")
-    assert main.main(["convert", str(long), str(tmp_path / "out.wav")]) == 2
+    assert main.main(["stream", str(long), str(tmp_path / "out.wav")]) == 2
     line = _one_error_line(capsys)
     assert "30:01 long" in line and "at most 30:00" in line and not (tmp_path / "out.wav").exists()
+    # convert takes a long file through the live pipeline, block by block; this one is silent, which it says
+    assert main.main(["convert", str(long), str(tmp_path / "out.wav")]) == 2
+    assert "silent" in _one_error_line(capsys) and not (tmp_path / "out.wav").exists()

@@ -1,0 +1,120 @@
+"""A recording converted through the live pipeline, from file to file, in memory that does not grow with it.
+
+The live session (engine/stream_session.py) is fed the file block by block, as the live loop feeds it, and
+its output, delay removed, is written block by block: what comes out is what `live` and `stream` play
+with the same settings, sample for sample, and a two-hour file needs the memory of a few blocks (the
+level pass keeps one number per 20 ms). One setting is the file's own by choice: the input gain, which a
+live show cannot know in advance, is here the file's active level brought to -20 dBFS (as the whole-file
+converter normalises); it is reported, so that `stream --input-gain-db` gives the same samples.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import soundfile as sf
+
+from engine.loudness_norm import SILENCE_DBFS, TARGET_ACTIVE_DBFS
+from engine.session_config import SessionConfig
+from engine.stream_session import StreamSession
+from models.audio_io import audio_info, check_writable
+from models.errors import AudioInputError, ComoliveError
+
+READ_SECONDS = 10.0  # the level pass reads this much at a time
+PEAK_LIMIT = 0.89    # the normalised input's peak stays below -1 dBFS (engine/loudness_norm.normalize_level)
+
+
+@dataclass
+class FileConversion:
+    seconds: float
+    sample_rate: int
+    input_gain_db: float
+    latency_ms: float
+    compute_s: float
+    failed_blocks: int
+    vocoder: str
+
+    def summary(self, src, dst) -> str:
+        return (f"converted {src} ({self.seconds:.2f} s) -> {dst} through the live pipeline (vocoder "
+                f"{self.vocoder}, input gain {self.input_gain_db:+.1f} dB, latency {self.latency_ms:.1f} ms "
+                f"removed); {self.compute_s:.2f} s compute ({self.compute_s / max(self.seconds, 1e-9):.2f}x real "
+                f"time)" + (f"; {self.failed_blocks} block(s) failed and play as silence" if self.failed_blocks
+                            else ""))
+
+
+def _mono_blocks(f: sf.SoundFile, size: int):
+    for block in f.blocks(blocksize=size, dtype="float32", always_2d=True):
+        yield block.mean(axis=1)
+
+
+def file_input_gain_db(path: str | os.PathLike) -> float:
+    """The gain (dB) that brings the file's active level (20 ms frames within 30 dB of the loudest) to
+    TARGET_ACTIVE_DBFS with its peak below PEAK_LIMIT: loudness_norm.normalize_level, read block by block."""
+    with sf.SoundFile(str(path)) as f:
+        frame = max(1, f.samplerate // 50)
+        dbs, peak, rest = [], 0.0, np.zeros(0, np.float32)
+        for x in _mono_blocks(f, int(READ_SECONDS * f.samplerate)):
+            if not np.isfinite(x).all():
+                raise AudioInputError(f"{path}: contains NaN or infinite samples")
+            peak = max(peak, float(np.max(np.abs(x))) if len(x) else 0.0)
+            x = np.concatenate([rest, x])
+            n = len(x) // frame
+            ms = np.mean(np.square(x[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
+            dbs.append(10.0 * np.log10(ms + 1e-12))
+            rest = x[n * frame:]
+    db = np.concatenate(dbs) if dbs else np.zeros(0)
+    if peak < 1e-4:
+        raise AudioInputError(f"{path}: input is silent (peak below -80 dBFS): nothing to convert")
+    if db.size == 0:
+        db = np.full(1, -120.0)
+    active = db[db > max(db.max() - 30.0, SILENCE_DBFS - 30.0)]
+    level = float(db.max()) if active.size == 0 else float(10.0 * np.log10(np.mean(10.0 ** (active / 10.0))))
+    gain = TARGET_ACTIVE_DBFS - level
+    return min(gain, 20.0 * math.log10(PEAK_LIMIT / peak))
+
+
+def convert_file(config: SessionConfig, src: str | os.PathLike, dst: str | os.PathLike, force: bool = False,
+                 input_gain_db: float | None = None, progress=None) -> FileConversion:
+    """src -> dst through a StreamSession with `config` at the file's rate (gain: the file's own unless
+    given); dst is written as 16-bit PCM, whole or not at all. progress(done_s, total_s) is called as it goes."""
+    out = check_writable(dst, force)
+    info = audio_info(src)
+    gain = file_input_gain_db(src) if input_gain_db is None else float(input_gain_db)
+    session = StreamSession(replace(config, sample_rate=int(info.samplerate), input_gain_db=gain))
+    b, sr = session.block_size, session.sr
+    tmp = out.with_name(out.name + ".partial")
+    t0, n_in, written, skip = time.process_time(), 0, 0, session.latency_samples
+    try:
+        with sf.SoundFile(str(src)) as f, sf.SoundFile(str(tmp), "w", sr, 1, "PCM_16", format="WAV") as g:
+            def emit(y: np.ndarray) -> None:
+                """Write the block's output, less the first latency_samples of the stream, up to n_in."""
+                nonlocal skip, written
+                drop = min(skip, len(y))
+                skip -= drop
+                y = y[drop: drop + max(0, n_in - written)]
+                g.write(np.clip(y, -1.0, 1.0))
+                written += len(y)
+
+            for x in _mono_blocks(f, b):
+                n_in += len(x)
+                emit(session.process(np.pad(x, (0, b - len(x)))))
+                if progress is not None and n_in % (b * 100) < b:
+                    progress(n_in / sr, info.frames / sr)
+            while written < n_in:  # the last latency_samples of output come from zeros after the end
+                emit(session.process(np.zeros(b, np.float32)))
+        os.replace(tmp, out)
+    except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError (disk full, ...)
+        tmp.unlink(missing_ok=True)
+        reason = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[-1]
+        raise ComoliveError(f"{out}: cannot write ({reason})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        session.close()
+    return FileConversion(n_in / sr, sr, gain, session.latency_ms, time.process_time() - t0,
+                          session.stats.failures, session.vocoder_name)
+
