@@ -28,6 +28,8 @@ class FileBackend:
         self.done = threading.Event()
         self._stop = threading.Event()
         self.error: str | None = None
+        self.prefer_rate: int | None = None  # the file's rate is the device's: nothing to prefer
+        self._thread: threading.Thread | None = None
 
     def resolve(self) -> dict:
         return {"input": None, "outputs": [None], "rate_in": self.rate_in, "rates_out": self.rates_out}
@@ -42,7 +44,7 @@ class FileBackend:
 
     def close(self) -> None:
         self._stop.set()
-        t = getattr(self, "_thread", None)
+        t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout=30)
 

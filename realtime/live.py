@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.session_config import SessionConfig
 from realtime.devices import DeviceError
 from realtime.meters import to_db
 from realtime.output import OutputSink, db_to_gain
@@ -29,7 +30,7 @@ SWITCH_INTERVAL_S = 0.001  # the interpreter's GIL hand-over interval while a lo
 
 @dataclass
 class LiveConfig:
-    session: object  # engine.session_config.SessionConfig
+    session: SessionConfig | None  # None: the loop is handed a prepared session (realtime/protocols.Session)
     input_device: int | str | None = None  # None = system default; str = name substring
     output_device: int | str | None = None
     monitor_device: int | str | None = None  # optional second output carrying the same signal
@@ -80,14 +81,10 @@ def open_session(session_cfg, sample_rate: int):
     return StreamSession(replace(session_cfg, sample_rate=int(sample_rate)))
 
 
-def session_rate(session) -> int:
-    return int(getattr(session, "sr", None) or getattr(session, "sample_rate", None) or session.config.sample_rate)
-
-
 def loop_latency_parts(session, margin_ms: float | None = None) -> dict[str, float]:
     """What the loop adds to a session's own latency before any device is open: filling one block, and the
     output margin (ms). The session's latency_samples is its process() delay and excludes the block."""
-    block_ms = 1000.0 * session.block_size / session_rate(session)
+    block_ms = 1000.0 * session.block_size / session.sr
     return {"block": block_ms, "output margin": float(margin_ms if margin_ms is not None else block_ms)}
 
 
@@ -121,18 +118,17 @@ class LiveLoop:
             self.backend = SoundDeviceBackend(cfg.input_device, cfg.output_device, cfg.monitor_device,
                                               cfg.hostapi, cfg.sample_rate, blocksize=cfg.blocksize,
                                               duplex=cfg.duplex)
-        if self.session is not None and cfg.sample_rate is None and hasattr(self.backend, "prefer_rate"):
-            self.backend.prefer_rate = session_rate(self.session)  # spares reloading a prepared session
+        if self.session is not None and cfg.sample_rate is None:
+            self.backend.prefer_rate = self.session.sr  # spares reloading a prepared session
         info = self.backend.resolve()
         rate = int(info["rate_in"])
-        if self.session is not None and session_rate(self.session) != rate:
+        if self.session is not None and self.session.sr != rate:
             if cfg.session is None:
-                raise DeviceError(f"the session runs at {session_rate(self.session)} Hz, the device at {rate} Hz")
+                raise DeviceError(f"the session runs at {self.session.sr} Hz, the device at {rate} Hz")
             self.session = None  # prepared for another rate: build one for this device
         if self.session is None:
             self.session = open_session(cfg.session, rate)
-        warm_up = getattr(self.session, "warm_up", None)  # a real session; test doubles have nothing to warm
-        warm_up() if warm_up is not None else self.session.reset()
+        self.session.warm_up()
         self.rate = rate
         self.block = int(self.session.block_size)
         self.session_delay = int(self.session.latency_samples)  # process(): output n is input n - this
@@ -183,9 +179,8 @@ class LiveLoop:
             self.backend.close()
         if self.worker is not None:
             self.worker.stop()
-        close = getattr(self.session, "close", None)  # the session's own threads end with the show
-        if close is not None:
-            close()
+        if self.session is not None:
+            self.session.close()  # the session's own threads end with the show
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
@@ -291,7 +286,7 @@ class LiveLoop:
         w = self.worker or getattr(self, "worker_last", None)
         parts = self.latency_parts()
         st = LiveStats(running=self.running, latency_parts=parts, latency_ms=float(sum(parts.values())),
-                       error=self.error, device=str(getattr(self.session, "device", "cpu")))
+                       error=self.error, device=str(self.session.device if self.session is not None else "cpu"))
         if self.sinks:
             st.sample_rate = self.rate
             st.block_ms = 1000.0 * self.block / self.rate
@@ -304,8 +299,8 @@ class LiveLoop:
             st.failed_blocks, st.last_failure = w.failed_blocks, w.last_failure
             st.compute_ms_p50, st.compute_ms_p90, st.compute_ms_p99 = w.times.percentiles_ms()
             st.input_f0_hz, st.output_f0_hz = w.input_f0, w.output_f0
-        sst = getattr(self.session, "stats", None)  # the session's own pitch read-out, when it has one
-        if sst is not None and hasattr(sst, "input_f0_hz"):
+        sst = self.session.stats if self.session is not None else None  # its own pitch read-out, if it has one
+        if sst is not None:
             st.input_f0_hz = sst.input_f0_hz or None
             st.output_f0_hz = sst.output_f0_hz or None
         st.measured_latency_ms = self._measured

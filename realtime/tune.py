@@ -104,7 +104,7 @@ def measure_block(session, audio: np.ndarray, warmup: int = 3, give_up_after: in
     cannot pass; spares minutes on a slow machine). cpu_times: filled with the thread's CPU time per
     block, which on a busy machine shows the cost apart from waiting for a core."""
     b = int(session.block_size)
-    block_s = b / session_rate(session)
+    block_s = b / session.sr
     times = []
     for k, i in enumerate(range(0, len(audio) - b + 1, b)):
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -116,12 +116,6 @@ def measure_block(session, audio: np.ndarray, warmup: int = 3, give_up_after: in
         if give_up_after and len(times) >= give_up_after and np.median(times) > block_s:
             break
     return np.asarray(times)
-
-
-def session_rate(session) -> int:
-    from realtime.live import session_rate as rate
-
-    return rate(session)
 
 
 def _session_config(config):

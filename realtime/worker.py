@@ -96,7 +96,7 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread: threading.Thread | None = None
-        self._own_f0 = not hasattr(session, "stats")  # the session reports pitch itself when it can
+        self._own_f0 = session.stats is None  # a session that reports no pitch: the worker estimates it
         self.checks: list[Callable[[], str | None]] = []  # stream watchdogs, polled between blocks
 
     def start(self) -> None:
@@ -153,12 +153,11 @@ class InferenceWorker:
         t0 = time.perf_counter()
         try:
             y = np.asarray(self.session.process(x), np.float32).reshape(-1)
-            failure = getattr(getattr(self.session, "stats", None), "failed", None)  # a session that recovered
+            st = self.session.stats
+            failure = st.failed if st is not None else None  # a block the session failed and played as silence
         except Exception as e:  # noqa: BLE001 - counted; the show stops only when it keeps failing
             y, failure = None, f"{type(e).__name__}: {e}"
-            reset = getattr(self.session, "reset", None)  # its state is unknown now: the next block starts afresh
-            if reset is not None:
-                reset()
+            self.session.reset()  # its state is unknown now: the next block starts afresh
         self.times.add(time.perf_counter() - t0)
         if failure:
             self._failed(x, failure)

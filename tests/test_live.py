@@ -24,6 +24,7 @@ class DelaySession:
     """The StreamSession protocol with a pure-delay conversion: output n = gain * input n - delay."""
 
     device = "cpu"
+    stats = None  # no per-block report: the worker estimates pitch itself
 
     def __init__(self, sample_rate: int = SR, block: int = 2048, delay: int = 300):
         self.sr, self.block_size, self.latency_samples = sample_rate, block, delay
@@ -35,6 +36,12 @@ class DelaySession:
 
     def reset(self) -> None:
         self.buf = np.zeros(self.latency_samples, np.float32)
+
+    def warm_up(self) -> None:
+        self.reset()
+
+    def close(self) -> None:
+        pass
 
     def set(self, **changes) -> None:
         if "key" in changes:
