@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from engine.chunk_windows import ChunkWindows
 from models.audio_io import as_mono, resample
 from models.device import pick_device
 from models.errors import ComoliveError, ModelFileError
@@ -190,8 +191,7 @@ class WhisperContentStream:
 
     def reset(self) -> None:
         """Start again at absolute time 0 (zeros before it)."""
-        self._buf = np.zeros(self.ex.window_samples, np.float32)  # the window ending at the last chunk end
-        self._pending = np.zeros(0, np.float32)                   # samples after the last chunk end
+        self.win = ChunkWindows(self.ex.window_samples, self.ex.chunk_samples)
         self.frames_out = 0
 
     def ready(self, n_in):
@@ -200,18 +200,11 @@ class WhisperContentStream:
 
     def chunks_for(self, n: int) -> int:
         """How many chunks (encoder calls) a push of n more samples completes."""
-        return (len(self._pending) + int(n)) // self.ex.chunk_samples
+        return self.win.due(n)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Feed 16 kHz samples; returns the frames of every chunk completed by them, [k * chunk, 384]."""
-        samples = as_mono(samples)
-        self._pending = np.concatenate([self._pending, samples])
-        cs = self.ex.chunk_samples
-        outs = []
-        while len(self._pending) >= cs:
-            self._buf = np.concatenate([self._buf[cs:], self._pending[:cs]])
-            self._pending = self._pending[cs:]
-            outs.append(self.ex.encode_windows(self._buf[None])[0, -self.ex.chunk_frames:])
+        outs = [self.ex.encode_windows(w[None])[0, -self.ex.chunk_frames:] for w in self.win.push(as_mono(samples))]
         if not outs:
             return np.zeros((0, self.ex.dim), np.float32)
         out = np.concatenate(outs)
@@ -220,14 +213,14 @@ class WhisperContentStream:
 
     def flush(self) -> np.ndarray:
         """End of input: frames of the last, partial chunk (whole 20 ms frames only), as extract() gives."""
-        k = len(self._pending) // CONTENT_HOP
+        k = len(self.win.pending) // CONTENT_HOP
         if k == 0:
             return np.zeros((0, self.ex.dim), np.float32)
         take = k * CONTENT_HOP
-        win = np.concatenate([self._buf[take:], self._pending[:take]])
+        win = np.concatenate([self.win.buf[take:], self.win.pending[:take]])
         out = self.ex.encode_windows(win[None])[0, -k:]
-        self._pending = np.zeros(0, np.float32)
-        self._buf = win
+        self.win.pending = np.zeros(0, np.float32)
+        self.win.buf = win
         self.frames_out += k
         return out
 

@@ -22,6 +22,7 @@ from collections import deque
 
 import numpy as np
 
+from engine.chunk_windows import ChunkWindows
 from engine.fcpe_fast import FastFCPE
 from engine.pitch import FCPEPitch, make_pitch_extractor, octave_factor
 
@@ -72,9 +73,7 @@ class PitchStream:
         self.reset()
 
     def reset(self) -> None:
-        self._buf = np.zeros(self.window, np.float32)  # the window ending at the last chunk end
-        self._pending = np.zeros(0, np.float32)
-        self.chunks = 0
+        self.win = ChunkWindows(self.window, self.chunk)
         self.frames_out = 0
 
     def ready(self, n16):
@@ -83,15 +82,11 @@ class PitchStream:
         return np.maximum(0, e // PITCH_HOP - self.right)
 
     def push(self, x: np.ndarray) -> np.ndarray:
-        self._pending = np.concatenate([self._pending, x])
         out = []
-        while len(self._pending) >= self.chunk:
-            self._buf = np.concatenate([self._buf[self.chunk:], self._pending[: self.chunk]])
-            self._pending = self._pending[self.chunk:]
-            self.chunks += 1
-            f0 = self.ex.extract(self._buf)  # window frames; frame i ends at window start + (i + 1) * hop
-            end_frame = self.chunks * self.chunk // PITCH_HOP - self.right  # global frames final now
-            first_in_window = self.chunks * self.chunk // PITCH_HOP - len(f0)
+        for window in self.win.push(x):
+            f0 = self.ex.extract(window)  # window frames; frame i ends at window start + (i + 1) * hop
+            end_frame = self.win.chunks * self.chunk // PITCH_HOP - self.right  # global frames final now
+            first_in_window = self.win.chunks * self.chunk // PITCH_HOP - len(f0)
             out.append(f0[self.frames_out - first_in_window: end_frame - first_in_window])
             self.frames_out = end_frame
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)

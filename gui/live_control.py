@@ -20,15 +20,14 @@ SESSION_LIVE = LIVE_FIELDS + ("reference",)  # what a prepared or running sessio
 
 
 def session_config(s: PanelSettings, rate: int | None = None, reference=None):
-    """The engine's SessionConfig for these settings (only the fields it has), at the loop's sample rate;
+    """The engine's SessionConfig for these settings (its defaults where a setting is None), at the loop's rate;
     `reference` (engine.reference.Reference) is a voice from clips that replaces the named voice."""
     from engine.session_config import SessionConfig
 
     wanted = dict(block_ms=s.block_ms, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
                   vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms,
                   sample_rate=rate, reference=reference)
-    names = {f.name for f in fields(SessionConfig)}
-    return SessionConfig(**{k: v for k, v in wanted.items() if k in names and v is not None})
+    return SessionConfig(**{k: v for k, v in wanted.items() if v is not None})
 
 
 def _device_spec(name: str | None, kind: str, hostapi: str | None, devices: list):

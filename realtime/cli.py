@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from engine.registry import PITCH_EXTRACTORS
@@ -47,8 +46,7 @@ def session_config(a: argparse.Namespace):
                  content_thread=getattr(a, "content_thread", None), pitch=getattr(a, "pitch", None),
                  content_chunk_ms=getattr(a, "content_chunk_ms", None),
                  input_gain_db=getattr(a, "input_gain_db", None))
-    names = {f.name for f in fields(SessionConfig)}
-    return SessionConfig(**{k: v for k, v in given.items() if v is not None and k in names})
+    return SessionConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 def _margin_ms(text: str) -> float:
