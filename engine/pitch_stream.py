@@ -97,7 +97,7 @@ class CausalF0:
 
     name = "f0 guard"
 
-    def __init__(self, frame_rate=100, history: int = 8, tolerance_semitones: float = 2.0):
+    def __init__(self, frame_rate, history: int = 8, tolerance_semitones: float = 2.0):
         self.rate_in = self.rate_out = frame_rate  # frames in, the same frames out
         self.history = int(history)
         self.tol = tolerance_semitones / 12.0

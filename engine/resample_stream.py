@@ -90,13 +90,11 @@ class RationalResampler:
         """Input samples needed to compute output m."""
         return int(self._last_tap(m)) + 1
 
-    def available(self, n_in: np.ndarray | int):
+    def ready(self, n_in: np.ndarray | int):
         """Outputs computable from n_in input samples (vectorised): #m with needed(m) <= n_in."""
         n = np.asarray(n_in, dtype=np.int64)
         # last tap <= n - 1  <=>  (m*Q - off) // P <= n - 1 - K  <=>  m*Q - off < (n - K) * P
         return np.maximum(0, -((-((n - self.k) * self.p + self.offset)) // self.q))
-
-    ready = available
 
     def push(self, x: np.ndarray) -> None:
         self._buf = np.concatenate([self._buf, np.asarray(x, np.float32)])
@@ -153,11 +151,11 @@ class StreamResampler:
         return self.r.delay_seconds
 
     def ready(self, n_in):
-        return self.r.available(n_in)
+        return self.r.ready(n_in)
 
     def push(self, x: np.ndarray) -> np.ndarray:
         self.r.push(x)
-        n = int(self.r.available(self.r.n_in))
+        n = int(self.r.ready(self.r.n_in))
         y = self.r.render(self.n_out, n)
         self.n_out = n
         self.r.trim(n)

@@ -48,13 +48,13 @@ class SessionConfig:
     gate_db: float = -50.0          # noise gate threshold (dBFS of the input block); live-changeable
     gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
     seed: int = 0
-    input_gain_db: float = 0.0      # fixed reference gain before feature extraction (see module doc)
+    input_gain_db: float = 0.0      # fixed gain before feature extraction, divided out of the output
     follow_level: bool = True       # output level follows the input's (engine/level_follow.py)
     pitch_window_s: float | None = None  # pitch window per content chunk; None = 0.16 s (fcpe) or 0.32 s (dio, harvest)
     pitch_right_ms: float = 10.0    # right context of the last pitch frame kept from a window (whole 10 ms frames)
     loudness_lookahead_ms: float | None = None  # None = as training (17.4 ms); less trades onset timing for latency
     threads: int | None = 1         # torch threads for the live path (None: leave as is)
-    content_thread: bool = True     # Whisper content in a worker thread while pitch runs (see module doc)
+    content_thread: bool = True     # Whisper content in a worker thread while pitch runs (same output)
 
 
 @dataclass

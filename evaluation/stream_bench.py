@@ -21,7 +21,6 @@ from engine.session_config import STAGES, SessionConfig
 from engine.stream_session import StreamSession
 
 
-
 def sung_tone(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     """A voiced test signal: 10 harmonics, notes changing every 0.5 s, vibrato, 4 Hz level changes."""
     rng = np.random.default_rng(seed)
