@@ -179,6 +179,22 @@ def test_live_gain_and_bypass_changes_ramp_without_clicks():
     assert np.max(np.abs(y[end] - ref[end])) < 2e-3
 
 
+def test_a_running_show_keeps_what_was_loaded_out_of_the_garbage_collector():
+    """A full collection over the loaded networks takes longer than a block: objects alive at start are frozen
+    for the show (gc.freeze) and handed back when it stops."""
+    import gc
+
+    x = harmonic(220.0, 0.5, SR)
+    backend = FileBackend(x, SR, fast=True)
+    loop = LiveLoop(LiveConfig(session=None, sample_rate=SR), session=DelaySession(), backend=backend)
+    loop.start()
+    try:
+        assert gc.get_freeze_count() > 1000
+    finally:
+        loop.stop()
+    assert gc.get_freeze_count() == 0
+
+
 # ------------------------------------------------------------------- with the real session
 @pytest.fixture(scope="module")
 def session_cfg():
