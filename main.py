@@ -56,11 +56,11 @@ _count = _whole("the number of steps", 1)  # training steps
 # ---------------------------------------------------------------------------------------- handlers
 def cmd_convert(a: argparse.Namespace) -> None:
     from engine.converter import MAX_SECONDS, Converter
-    from models.audio_io import audio_info, check_writable, load_audio, save_audio
+    from models.audio_io import audio_seconds, check_writable, load_audio, save_audio
     from models.vocoders import pitch_note
 
     out = check_writable(a.output, a.force)
-    if a.live or audio_info(a.input).duration > MAX_SECONDS:
+    if a.live or audio_seconds(a.input) > MAX_SECONDS:
         return _convert_live(a, out)
     wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
     from engine.reference import reference_for
@@ -112,7 +112,7 @@ def _convert_live(a: argparse.Namespace, out) -> None:
 
     res = convert_file(cfg, a.input, out, force=True, progress=progress)
     print(res.summary(a.input, out))
-    print(f"the same samples live: `stream IN OUT --input-gain-db {res.input_gain_db:.4f} --gate-db -inf` "
+    print(f"the same samples live: `stream IN OUT --input-gain-db {res.input_gain_db:.17g} --gate-db=-inf` "
           "with the same voice, key and vocoder")
     if a.check_pitch:
         wav, sr = load_audio(a.input)

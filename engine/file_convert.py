@@ -23,7 +23,7 @@ from engine.stream_session import StreamSession
 from models.audio_io import audio_info, check_writable
 from models.errors import AudioInputError, ComoliveError
 
-READ_SECONDS = 10.0  # the level pass reads this much at a time
+READ_SECONDS = 1.0   # the level pass reads this much at a time
 PEAK_LIMIT = 0.89    # the normalised input's peak stays below -1 dBFS (engine/loudness_norm.normalize_level)
 
 

@@ -61,6 +61,14 @@ def as_mono(wav: np.ndarray) -> np.ndarray:
     return wav
 
 
+def audio_seconds(path: str | os.PathLike) -> float:
+    """A file's length from its header; 0 when it cannot be read (the reader then says why)."""
+    try:
+        return float(sf.info(str(path)).duration)
+    except Exception:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        return 0.0
+
+
 def audio_info(path: str | os.PathLike, max_seconds: float | None = None):
     """soundfile's header info of `path`, checked: AudioInputError with a one-line reason for a missing,
     empty, unreadable or (with max_seconds) too long file; an AudioInputWarning for a WAV cut short of what

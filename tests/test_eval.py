@@ -160,6 +160,7 @@ class _tmp_wav:
 
 
 # ------------------------------------------------------------------------------------------- DNSMOS
+@pytest.mark.slow
 def test_dnsmos_range_and_ranks_voice_above_white_noise():
     from evaluation.dnsmos import DNSMOS
     from models.audio_io import load_audio
@@ -223,6 +224,7 @@ def test_clean_numbers_makes_strict_json():
 
 
 # --------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_eval_parallel_split_on_a_tiny_corpus(corpus):
     from evaluation.evaluate import COPY_ROW, SOURCE_ROW, evaluate_parallel
 
@@ -245,6 +247,7 @@ def test_eval_parallel_split_on_a_tiny_corpus(corpus):
     assert abs(conv["stream_lag_ms"]) <= 20 and math.isfinite(conv["stream_diff_db"])
 
 
+@pytest.mark.slow
 def test_main_eval_source_dir_end_to_end(tmp_path, capsys):
     wav, sr = sf.read(str(DEMO), dtype="float32")
     src = tmp_path / "src"

@@ -86,6 +86,7 @@ def test_pair_rules_short_references_and_round_robin():
     assert register_key(210.0, 220.0) == -1 and str(register_key(214.0, 220.0)) == "0.0"  # no "-0.0"
 
 
+@pytest.mark.slow
 def test_evaluate_real_rows_keys_and_report(real_dir, capsys):
     doc = evaluate_real(real_dir, vocoder="hn", device="cpu", pairs=2, live=False, progress=False)
     json.dumps(doc, allow_nan=False)

@@ -241,6 +241,7 @@ def pick(combo, data) -> None:
     combo.activated.emit(i)
 
 
+@pytest.mark.slow
 def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server, tmp_path):
     import math
 
@@ -333,6 +334,7 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server, tmp_
         probe.close()
 
 
+@pytest.mark.slow
 def test_tune_button_runs_the_tuner_in_the_background_and_applies_its_block(make_window, qtbot, store):
     w = make_window(store, load_model=False)
     w.tune_seconds, w.tune_candidates_ms = 2.0, (232.0, 464.0)
@@ -395,6 +397,7 @@ print("QUIT", flush=True)  # then a normal interpreter exit (PortAudio's exit ha
 """
 
 
+@pytest.mark.slow
 def test_audio_server_lost_mid_show_is_a_message_and_the_panel_stays_usable(tmp_path):
     """The JACK server quits while the panel is live (what an unplugged interface looks like to the loop): the
     window says so in words and goes back to stopped, usable; a re-scan says audio needs a restart (PortAudio

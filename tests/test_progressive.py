@@ -4,13 +4,14 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from models.dataset import FeatureDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
 from models.progressive import ProgressiveDecoder, ProgressiveDistiller
-from training.train import ProgressiveRun, TrainingRun
 from models.voice_model import VoiceModel
+from training.train import ProgressiveRun, TrainingRun
 from tests.helpers import tiny_model_config, tiny_run_config, write_tiny_cache
 
 
@@ -39,6 +40,7 @@ def test_the_target_is_what_one_euler_step_needs_to_land_on_two_teacher_steps(tm
         assert torch.allclose(x + (s_next - s) * (x - target) / s, x2, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_halving_learns_two_teacher_steps_in_one_on_a_toy_set(tmp_path):
     cfg, _, batch = _toy(tmp_path)
     torch.manual_seed(0)

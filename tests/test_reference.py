@@ -52,6 +52,7 @@ def test_bad_clips_are_refused_or_flagged(encoder, demo):
     assert clean.warnings == [] and clean.name == "ref:demo"
 
 
+@pytest.mark.slow
 def test_convert_with_ref_end_to_end(tmp_path, demo):
     wav, sr = demo
     src = tmp_path / "src.wav"
@@ -109,6 +110,7 @@ def test_live_session_takes_a_reference_voice(encoder, demo):
         s.set(reference=SimpleNamespace(embedding=np.zeros(3), name="ref:bad"))
 
 
+@pytest.mark.slow
 def test_stream_command_with_ref(tmp_path, demo):
     wav, sr = demo
     src = tmp_path / "src.wav"

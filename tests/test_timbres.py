@@ -37,6 +37,7 @@ def feats(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_timbres_are_embedded_per_utterance_and_shift(feats):
     with pytest.raises(ComoliveError, match="main.py timbres"):
         FeatureDataset(feats, "train", timbre_prob=0.5)

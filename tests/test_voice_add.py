@@ -36,6 +36,7 @@ def singer(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_folder_becomes_a_voice_next_to_the_old_ones(singer, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stem, report = add_voice("my-voice_1", singer, steps=3, progress=False, work_dir=tmp_path / "work")
