@@ -103,11 +103,12 @@ def _convert_live(a: argparse.Namespace, out) -> None:
                         gate_db=float("-inf"))  # a file is converted whole: no noise gate
     if pitch_note(a.vocoder):
         print(pitch_note(a.vocoder))
-    total = {"shown": 0}
+    shown = 0.0
 
-    def progress(done: float, whole: float) -> None:
-        if done - total["shown"] >= 60.0:
-            total["shown"] = done
+    def progress(done: float, whole: float) -> None:  # a line a minute of audio
+        nonlocal shown
+        if done - shown >= 60.0:
+            shown = done
             print(f"  {done / 60:.0f} of {whole / 60:.0f} min", flush=True)
 
     res = convert_file(cfg, a.input, out, force=True, progress=progress)

@@ -17,14 +17,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import soundfile as sf
 
-from engine.loudness_norm import SILENCE_DBFS, TARGET_ACTIVE_DBFS
+from engine.loudness_norm import PEAK_LIMIT, TARGET_ACTIVE_DBFS, active_level_of_frames, frame_rms_db, level_frame
 from engine.session_config import SessionConfig
 from engine.stream_session import StreamSession
-from models.audio_io import audio_info, check_writable
-from models.errors import AudioInputError, ComoliveError
+from models.audio_io import audio_info, check_writable, write_failure
+from models.errors import AudioInputError
 
-READ_SECONDS = 1.0   # the level pass reads this much at a time
-PEAK_LIMIT = 0.89    # the normalised input's peak stays below -1 dBFS (engine/loudness_norm.normalize_level)
+READ_SECONDS = 1.0  # the level pass reads this much at a time
 
 
 @dataclass
@@ -51,35 +50,30 @@ def _mono_blocks(f: sf.SoundFile, size: int):
 
 
 def file_input_gain_db(path: str | os.PathLike) -> float:
-    """The gain (dB) that brings the file's active level (20 ms frames within 30 dB of the loudest) to
-    TARGET_ACTIVE_DBFS with its peak below PEAK_LIMIT: loudness_norm.normalize_level, read block by block."""
+    """The gain (dB) that brings the file's active level to TARGET_ACTIVE_DBFS with its peak below PEAK_LIMIT:
+    loudness_norm.normalize_level, with the frames' levels read block by block."""
     with sf.SoundFile(str(path)) as f:
-        frame = max(1, f.samplerate // 50)
+        frame = level_frame(f.samplerate)
         dbs, peak, rest = [], 0.0, np.zeros(0, np.float32)
         for x in _mono_blocks(f, int(READ_SECONDS * f.samplerate)):
             if not np.isfinite(x).all():
                 raise AudioInputError(f"{path}: contains NaN or infinite samples")
             peak = max(peak, float(np.max(np.abs(x))) if len(x) else 0.0)
             x = np.concatenate([rest, x])
-            n = len(x) // frame
-            ms = np.mean(np.square(x[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
-            dbs.append(10.0 * np.log10(ms + 1e-12))
-            rest = x[n * frame:]
-    db = np.concatenate(dbs) if dbs else np.zeros(0)
+            whole = len(x) // frame * frame
+            if whole:
+                dbs.append(frame_rms_db(x[:whole], frame))
+            rest = x[whole:]
     if peak < 1e-4:
         raise AudioInputError(f"{path}: input is silent (peak below -80 dBFS): nothing to convert")
-    if db.size == 0:
-        db = np.full(1, -120.0)
-    active = db[db > max(db.max() - 30.0, SILENCE_DBFS - 30.0)]
-    level = float(db.max()) if active.size == 0 else float(10.0 * np.log10(np.mean(10.0 ** (active / 10.0))))
-    gain = TARGET_ACTIVE_DBFS - level
-    return min(gain, 20.0 * math.log10(PEAK_LIMIT / peak))
+    level = active_level_of_frames(np.concatenate(dbs) if dbs else np.full(1, -120.0))
+    return min(TARGET_ACTIVE_DBFS - level, 20.0 * math.log10(PEAK_LIMIT / peak))
 
 
 def convert_file(config: SessionConfig, src: str | os.PathLike, dst: str | os.PathLike, force: bool = False,
                  input_gain_db: float | None = None, progress=None) -> FileConversion:
     """src -> dst through a StreamSession with `config` at the file's rate (gain: the file's own unless
-    given); dst is written as 16-bit PCM, whole or not at all. progress(done_s, total_s) is called as it goes."""
+    given); dst is written as 16-bit PCM, whole or not at all. progress(done_s, total_s) is called after each block."""
     out = check_writable(dst, force)
     info = audio_info(src)
     gain = file_input_gain_db(src) if input_gain_db is None else float(input_gain_db)
@@ -101,15 +95,14 @@ def convert_file(config: SessionConfig, src: str | os.PathLike, dst: str | os.Pa
             for x in _mono_blocks(f, b):
                 n_in += len(x)
                 emit(session.process(np.pad(x, (0, b - len(x)))))
-                if progress is not None and n_in % (b * 100) < b:
+                if progress is not None:
                     progress(n_in / sr, info.frames / sr)
             while written < n_in:  # the last latency_samples of output come from zeros after the end
                 emit(session.process(np.zeros(b, np.float32)))
         os.replace(tmp, out)
     except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError (disk full, ...)
         tmp.unlink(missing_ok=True)
-        reason = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[-1]
-        raise ComoliveError(f"{out}: cannot write ({reason})") from None
+        raise write_failure(out, e) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -9,6 +9,7 @@ import numpy as np
 
 TARGET_ACTIVE_DBFS = -20.0
 SILENCE_DBFS = -45.0
+PEAK_LIMIT = 0.89  # a normalised signal's peak stays below -1 dBFS
 
 
 def frame_rms_db(wav: np.ndarray, frame: int) -> np.ndarray:
@@ -19,9 +20,18 @@ def frame_rms_db(wav: np.ndarray, frame: int) -> np.ndarray:
     return 10.0 * np.log10(np.mean(x * x, axis=1) + 1e-12)
 
 
+def level_frame(sr: int) -> int:
+    """The 20 ms frame the active level is measured on."""
+    return max(1, sr // 50)
+
+
 def active_level_db(wav: np.ndarray, sr: int) -> float:
     """RMS level (dBFS) of the frames within 30 dB of the loudest ones — speech/singing level, not silence."""
-    db = frame_rms_db(wav, max(1, sr // 50))
+    return active_level_of_frames(frame_rms_db(wav, level_frame(sr)))
+
+
+def active_level_of_frames(db: np.ndarray) -> float:
+    """active_level_db from the frames' dB (frame_rms_db), however they were read."""
     active = db[db > max(db.max() - 30.0, SILENCE_DBFS - 30.0)]
     if active.size == 0:
         return float(db.max())
@@ -33,8 +43,8 @@ def normalize_level(wav: np.ndarray, sr: int, target_db: float = TARGET_ACTIVE_D
     level = active_level_db(wav, sr)
     gain = 10.0 ** ((target_db - level) / 20.0)
     peak = float(np.max(np.abs(wav))) * gain
-    if peak > 0.89:
-        gain *= 0.89 / peak
+    if peak > PEAK_LIMIT:
+        gain *= PEAK_LIMIT / peak
     return (wav * gain).astype(np.float32), float(gain)
 
 

@@ -146,7 +146,12 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, force: bool = 
         os.replace(tmp, p)
     except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError (disk full, /proc, ...)
         tmp.unlink(missing_ok=True)
-        text = str(e).strip()
-        reason = getattr(e, "strerror", None) or (text.splitlines()[-1] if text else type(e).__name__)
-        raise ComoliveError(f"{p}: cannot write ({reason})") from None
+        raise write_failure(p, e) from None
     return p
+
+
+def write_failure(path: Path, e: Exception) -> ComoliveError:
+    """One line for a write that failed (an OSError's reason, or libsndfile's last line)."""
+    text = str(e).strip()
+    reason = getattr(e, "strerror", None) or (text.splitlines()[-1] if text else type(e).__name__)
+    return ComoliveError(f"{path}: cannot write ({reason})")
