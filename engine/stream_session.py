@@ -25,7 +25,8 @@ slow level follower (`follow_level`). docs/architecture.md gives the measured ef
 A block whose conversion raises plays as silence (`stats.failed` says why, `stats.failures` counts them)
 and closes the gate: the next loud block restarts every stream on the same timeline, with a fade-in.
 
-Noise gate. When the input block level has stayed below gate_db for gate_hold_ms, inference stops
+Noise gate. When the input block level has stayed below gate_db for gate_hold_ms plus the latency (so
+that the output of the last loud input, and gate_hold_ms of what follows it, are played), inference stops
 and the output fades to silence (FADE_MS). The next block above gate_db restarts every stream at time
 0 (as if a new recording began at that block) and the output fades in at the restart's first output
 sample, which comes latency_samples later. While the gate stays open, the output does not depend on
@@ -355,7 +356,7 @@ class StreamSession:
             self._restart_streams()
             self.fade_in_at = self.origin + self.latency_samples
             st.restarts += 1
-        elif self.open and self.quiet >= self.gate_hold and self.quiet > 0:
+        elif self.open and self.quiet > 0 and self.quiet >= self.gate_hold + self.latency_samples:
             closing = True
 
         y = np.zeros(n, np.float32)

@@ -299,13 +299,29 @@ def test_gate_skips_inference_on_silence_and_reopens():
         frames += s.stats.frames
     assert frames > 0 and s.stats.restarts == 1
     states = []
-    for _ in range(6):  # 480 ms of quiet: the gate closes after the 200 ms hold
+    for _ in range(8):  # 640 ms of quiet: the gate closes after the 200 ms hold and the latency
         y = s.process(quiet)
         states.append(s.stats.gated)
     assert states[0] is False and states[-1] is True
     assert not np.any(y) and s.stats.frames == 0
     s.process(tone[:b])
     assert not s.stats.gated and s.stats.restarts == 2
+
+
+def test_gate_closes_after_the_last_loud_input_has_played():
+    """A note's end and gate_hold_ms after it reach the output before the gate fades it: the hold counts
+    from the output's timeline (the input's plus the latency), not from the input's."""
+    sr = 16000
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=20.0))  # a hold below the latency
+    b, lat = s.block_size, s.latency_samples
+    tone = harmonic(220, 1.0, sr)[: 10 * b]
+    x = np.concatenate([tone, np.zeros(12 * b, np.float32)])
+    y = np.concatenate([s.process(x[k * b:(k + 1) * b]) for k in range(len(x) // b)])
+    end = len(tone) + lat  # where the tone's last sample plays
+    steady = np.sqrt(np.mean(y[end - 4 * b: end - 2 * b] ** 2))
+    last = np.sqrt(np.mean(y[end - b // 2: end] ** 2))
+    assert steady > 1e-3 and last > 0.3 * steady  # the note's end is not faded
+    assert s.stats.gated and not np.any(y[-b:])  # and the gate did close
 
 
 def test_nan_and_inf_input_survive():
