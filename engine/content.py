@@ -212,16 +212,16 @@ class WhisperContentStream:
         return out
 
     def flush(self) -> np.ndarray:
-        """End of input: frames of the last, partial chunk (whole 20 ms frames only), as extract() gives."""
+        """End of input: frames of the last, partial chunk (whole 20 ms frames only), as extract() gives;
+        then back to time 0."""
         k = len(self.win.pending) // CONTENT_HOP
         if k == 0:
+            self.reset()
             return np.zeros((0, self.ex.dim), np.float32)
         take = k * CONTENT_HOP
         win = np.concatenate([self.win.buf[take:], self.win.pending[:take]])
         out = self.ex.encode_windows(win[None])[0, -k:]
-        self.win.pending = np.zeros(0, np.float32)
-        self.win.buf = win
-        self.frames_out += k
+        self.reset()
         return out
 
 

@@ -78,6 +78,10 @@ class Conditioner:
     def reset(self) -> None:
         """Nothing to clear: the cached speaker part depends on the speaker only."""
 
+    def flush(self) -> torch.Tensor:
+        """Frame by frame: nothing is owed."""
+        return torch.zeros(1, self.w.shape[1], 0, device=self.device)
+
     def push(self, content, f0, voiced, loudness, speaker, shift) -> torch.Tensor:
         """The arguments of `condition` (numpy) -> [1, cond_dim, n]."""
         content = np.asarray(content, np.float32)
@@ -147,4 +151,20 @@ class DecoderStream:
                 x = y + self._noise(k, self._frames[k], m, y) * math.sqrt(s * s - self.cfg.sigma_min ** 2)
                 self._frames[k] += m
                 y = self._push(self.stages[k], pk, x)
+            return unit_to_mel(y, self.cfg)[0]
+
+    def flush(self) -> torch.Tensor:
+        """End of input: the last lookahead_frames frames, edges as the whole-sequence decode pads them
+        (each step's stream flushed in turn, its last frames first pushed through the next step)."""
+        if self._frames[0] == 0:
+            return torch.zeros(self.cfg.n_mels, 0)
+        with torch.inference_mode():
+            y = self.stages[0].flush()
+            for k in range(1, self.steps):
+                m = y.shape[-1]
+                s = self.sigmas[k]
+                x = y + self._noise(k, self._frames[k], m, y) * math.sqrt(s * s - self.cfg.sigma_min ** 2)
+                self._frames[k] += m
+                y = torch.cat([self._push(self.stages[k], self._pre[k - 1].pop(m), x), self.stages[k].flush()], -1)
+            self.reset()
             return unit_to_mel(y, self.cfg)[0]

@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from engine.loudness import frames_db
+from engine.pipeline import flush_with_silence
 
 
 def grid_index(i, model_rate: int, model_hop: int, src_rate: int, src_hop: int):
@@ -80,3 +81,7 @@ class LoudnessStream:
         self._buf = self._buf[drop:]
         self._buf_start += drop
         return db
+
+    def flush(self) -> np.ndarray:
+        """End of input: the last frames, with zeros after the input."""
+        return flush_with_silence(self, self.n_in, self.frames_out)

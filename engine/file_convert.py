@@ -97,8 +97,7 @@ def convert_file(config: SessionConfig, src: str | os.PathLike, dst: str | os.Pa
                 emit(session.process(np.pad(x, (0, b - len(x)))))
                 if progress is not None:
                     progress(n_in / sr, info.frames / sr)
-            while written < n_in:  # the last latency_samples of output come from zeros after the end
-                emit(session.process(np.zeros(b, np.float32)))
+            emit(session.flush())  # the last latency_samples of output: zeros after the end, as live
         os.replace(tmp, out)
     except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError (disk full, ...)
         tmp.unlink(missing_ok=True)

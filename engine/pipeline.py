@@ -9,6 +9,10 @@ vocoder) keeps its own state and offers the same face:
                                 This is the stage's one declaration of its lookahead: a chunk grid, a
                                 window's right context or a network's receptive field all show here
     stage.push(...)             new inputs -> the outputs that became final
+    stage.flush()               end of input -> every output still owed (ideal_ready of all inputs in all),
+                                the input's end handled as the stage's whole-input form handles it (zeros
+                                after it for the resamplers, pitch and loudness: what they meet live when
+                                the singer stops); then back to time 0
     stage.reset()               back to time 0, state cleared
 
 `LatencyPlan` joins them as the live session does: device samples go through one input resampler per
@@ -45,6 +49,8 @@ class Stage(Protocol):
 
     def push(self, *inputs): ...
 
+    def flush(self): ...
+
     def reset(self) -> None: ...
 
 
@@ -52,6 +58,21 @@ def ideal_ready(stage: Stage, n):
     """Outputs whose input span has arrived, with no lookahead or grid: floor(n * rate_out / rate_in)."""
     r = Fraction(stage.rate_out) / Fraction(stage.rate_in)
     return (np.asarray(n, np.int64) * r.numerator) // r.denominator
+
+
+def flush_with_silence(stage: Stage, n_in: int, n_out: int):
+    """flush() of a stage of 1-D sample input that has taken n_in inputs and given n_out outputs: zeros are
+    pushed until all ideal_ready(n_in) outputs are final, the ones still owed are returned, the stage reset."""
+    want = int(ideal_ready(stage, n_in))
+    per_out = Fraction(stage.rate_in) / Fraction(stage.rate_out)
+    limit = int((want - n_out + 1) * per_out) + int(Fraction(stage.rate_in))  # their span + 1 s of lookahead
+    zeros = np.arange(limit + 1, dtype=np.int64)
+    done = stage.ready(n_in + zeros) >= want
+    if not done.any():
+        raise ValueError(f"{stage.name}: more than 1 s of lookahead")
+    out = stage.push(np.zeros(int(np.argmax(done)), np.float32))[: want - n_out]
+    stage.reset()
+    return out
 
 
 @dataclass
@@ -124,6 +145,9 @@ class VocoderStage:
 
     def push(self, mel, f0):
         return self.stream.push(mel, f0)
+
+    def flush(self):
+        return self.stream.flush()
 
     def reset(self) -> None:
         self.stream.reset()

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.chunk_windows import ChunkWindows
 from engine.fcpe_fast import FastFCPE
+from engine.pipeline import flush_with_silence
 from engine.pitch import FCPEPitch, make_pitch_extractor, octave_factor
 
 PITCH_RATE = 16000
@@ -91,6 +92,10 @@ class PitchStream:
             self.frames_out = end_frame
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
+    def flush(self) -> np.ndarray:
+        """End of input: f0 of the last frames, with zeros after them."""
+        return flush_with_silence(self, self.win.chunks * self.chunk + len(self.win.pending), self.frames_out)
+
 
 class CausalF0:
     """Causal octave guard and unvoiced hold (see module docstring); one frame at a time or a batch."""
@@ -125,3 +130,8 @@ class CausalF0:
                 self._last = g
             held[i] = self._last if guarded[i] == 0 else guarded[i]
         return guarded, held, (guarded > 0).astype(np.float32)
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame by frame: nothing is owed."""
+        self.reset()
+        return self.push(np.zeros(0, np.float32))

@@ -17,6 +17,7 @@ from math import gcd
 import numpy as np
 from numba import njit
 
+from engine.pipeline import flush_with_silence
 from models.errors import ComoliveError
 
 
@@ -160,3 +161,7 @@ class StreamResampler:
         self.n_out = n
         self.r.trim(n)
         return y
+
+    def flush(self) -> np.ndarray:
+        """End of input: the outputs of the last inputs, with zeros after them."""
+        return flush_with_silence(self, self.r.n_in, self.n_out)

@@ -479,23 +479,31 @@ class StreamSession:
         return y
 
     # ------------------------------------------------------------------ whole files
+    def flush(self) -> np.ndarray:
+        """End of input: the latency_samples of output still owed for the input so far, computed as live
+        computes them when the input falls silent (whole blocks of zeros); then back to time 0."""
+        b = self.block_size
+        y = np.concatenate([self.process(np.zeros(b, np.float32)) for _ in range(-(-self.latency_samples // b))]
+                           + [np.zeros(0, np.float32)])
+        self.reset()
+        return y[: self.latency_samples]
+
     def run_offline(self, wav: np.ndarray, aligned: bool = True) -> np.ndarray:
         """Feed a whole recording (at sample_rate) block by block from time 0, as the live loop would.
 
-        aligned=True drops the first latency_samples, so output[n] is the conversion of wav[n]
+        aligned=True drops the first latency_samples and flushes, so output[n] is the conversion of wav[n]
         (same length as wav); aligned=False returns the raw process() stream (len(wav) rounded up
         to whole blocks)."""
         wav = np.asarray(wav, dtype=np.float32).reshape(-1)
         self.reset()
-        total = len(wav) + (self.latency_samples if aligned else 0)
-        nb = -(-total // self.block_size)
-        x = np.zeros(nb * self.block_size, np.float32)
+        b = self.block_size
+        x = np.zeros(-(-len(wav) // b) * b, np.float32)
         x[: len(wav)] = wav
-        out = np.concatenate([self.process(x[k * self.block_size:(k + 1) * self.block_size])
-                              for k in range(nb)]) if nb else np.zeros(0, np.float32)
+        out = [self.process(x[k:k + b]) for k in range(0, len(x), b)]
         if not aligned:
-            return out
-        return out[self.latency_samples: self.latency_samples + len(wav)]
+            return np.concatenate(out) if out else np.zeros(0, np.float32)
+        out.append(self.flush())
+        return np.concatenate(out)[self.latency_samples: self.latency_samples + len(wav)]
 
 
 def run_offline(config: SessionConfig, wav: np.ndarray, sr: int) -> np.ndarray:

@@ -50,8 +50,8 @@ def _joined(outs: list):
 
 @pytest.mark.parametrize("name", ["res16", "res22", "content_stream", "pitch", "loud", "decoder", "voc_stream"])
 def test_a_stage_delivers_what_it_declares_and_streams_as_one_push(session, name):
-    """After every push, the outputs so far are exactly ready(inputs so far); pushed in random blocks, they
-    equal one push of the whole input."""
+    """After every push, the outputs so far are exactly ready(inputs so far); flush() then delivers every
+    output the inputs stand for; pushed in random blocks, they equal one push of the whole input."""
     stage = getattr(session, name)
     rng = np.random.default_rng(7)
     total = int(1.2 * float(stage.rate_in))  # 1.2 s of input
@@ -63,12 +63,13 @@ def test_a_stage_delivers_what_it_declares_and_streams_as_one_push(session, name
         n_in += k
         assert sum(map(_count, outs)) == int(stage.ready(n_in)), f"{stage.name} after {n_in} inputs"
     assert int(stage.ready(n_in)) <= int(ideal_ready(stage, n_in)) + 1  # never ahead of its input
-    stage.reset()
-    one = stage.push(*whole)
-    stage.reset()
-    got, ref = _joined(outs), _joined([one])
+    outs.append(stage.flush())
+    assert sum(map(_count, outs)) == int(ideal_ready(stage, n_in)), f"{stage.name}: flush"
+    one = [stage.push(*whole), stage.flush()]
+    got, ref = _joined(outs), _joined(one)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+    stage.reset()
 
 
 def test_latency_parts_come_from_the_stages_and_sum_to_the_latency(session):
