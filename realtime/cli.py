@@ -9,14 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from engine import arg_types
 from engine.registry import PITCH_EXTRACTORS
 
 
-def _session_args(sp: argparse.ArgumentParser, key_type) -> None:
+def _session_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--voice", default=None, help="target voice name (see `voices`)")
     sp.add_argument("--ref", action="append", default=None, metavar="CLIP",
                     help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
-    sp.add_argument("--key", type=key_type, default=None, help="key shift in semitones (-24..24)")
+    sp.add_argument("--key", type=arg_types.key, default=None, help="key shift in semitones (-24..24)")
     sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
     sp.add_argument("--pitch", default=None, choices=tuple(PITCH_EXTRACTORS),
                     help="pitch extractor (default: fcpe; dio costs less CPU, harvest more)")
@@ -179,7 +180,7 @@ def cmd_tune(a: argparse.Namespace) -> None:
         print(f"wrote {a.json}")
 
 
-def add_commands(sub, key_type) -> None:
+def add_commands(sub) -> None:
     """Register `live`, `stream`, `devices` and `tune` on main.py's sub-parsers."""
     lv = sub.add_parser("live", help="live conversion: input device -> target voice -> output device (headless)")
     lv.add_argument("--input", default=None, help="input device: number or part of its name (default: system's)")
@@ -192,7 +193,7 @@ def add_commands(sub, key_type) -> None:
     lv.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     lv.add_argument("--margin-ms", type=_margin_ms, default=None,
                     help="output margin: time a block may take to compute before it is late (default: one block)")
-    _session_args(lv, key_type)
+    _session_args(lv)
     lv.set_defaults(func=cmd_live)
 
     st = sub.add_parser("stream", help="the live loop with a wav file as the device (try it without a microphone)")
@@ -200,7 +201,7 @@ def add_commands(sub, key_type) -> None:
     st.add_argument("output", help="output wav file (same rate and length as the input)")
     st.add_argument("--fast", action="store_true", help="as fast as possible instead of real-time pace")
     st.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
-    _session_args(st, key_type)
+    _session_args(st)
     st.set_defaults(func=cmd_stream)
 
     dv = sub.add_parser("devices", help="list audio host APIs and devices (channels, default rates)")
@@ -210,5 +211,5 @@ def add_commands(sub, key_type) -> None:
     tu.add_argument("--seconds", type=float, default=10.0, help="audio per block size tried")
     tu.add_argument("--all", action="store_true", help="measure every candidate, not only up to the first that passes")
     tu.add_argument("--json", default=None, help="write the results as JSON")
-    _session_args(tu, key_type)
+    _session_args(tu)
     tu.set_defaults(func=cmd_tune)
