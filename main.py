@@ -18,54 +18,68 @@ from engine.registry import PITCH_EXTRACTORS
 
 # ---------------------------------------------------------------------------------------- handlers
 def cmd_convert(a: argparse.Namespace) -> None:
-    from engine.converter import MAX_SECONDS, Converter
-    from models.audio_io import audio_seconds, check_writable, load_audio, save_audio
+    """The live pipeline over the file (what `live` and `stream` play, sample for sample), or with --whole
+    (and for the teacher) the whole-file converter."""
+    from models.audio_io import check_writable, load_audio
     from models.vocoders import pitch_note
 
     out = check_writable(a.output, a.force)
-    if a.live or audio_seconds(a.input) > MAX_SECONDS:
-        return _convert_live(a, out)
-    wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
-    from engine.reference import reference_for
-
-    reference = reference_for(a.voice, a.ref)
-    conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
     if pitch_note(a.vocoder):
         print(pitch_note(a.vocoder))
+    whole = a.whole or a.sampler == "teacher"
+    if not whole:
+        import soundfile as sf
+
+        from engine.session_config import MAX_RATE, MIN_RATE
+
+        try:
+            rate = sf.info(str(a.input)).samplerate
+        except Exception:  # noqa: BLE001 - a missing or unreadable file is reported by the conversion itself
+            rate = MIN_RATE
+        if not MIN_RATE <= rate <= MAX_RATE:
+            print(f"{a.input}: {rate} Hz is outside the live pipeline's {MIN_RATE}-{MAX_RATE} Hz: converted whole")
+            whole = True
+    vocoder = (_convert_whole if whole else _convert_pipeline)(a, out)
+    if a.check_pitch:
+        from evaluation.metrics import melody_error
+
+        (wav, sr), (y, ysr) = load_audio(a.input), load_audio(out)
+        err = melody_error(wav, sr, y, ysr, a.key)
+        print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
+              f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
+              f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {vocoder})")
+
+
+def _convert_whole(a: argparse.Namespace, out) -> str:
+    """The whole-file converter (engine/converter.py): the file, its features and its output in memory."""
+    from engine.converter import MAX_SECONDS, Converter
+    from engine.reference import reference_for
+    from models.audio_io import audio_seconds, load_audio, save_audio
+    from models.errors import ComoliveError
+
+    if audio_seconds(a.input) > MAX_SECONDS:
+        raise ComoliveError(f"{a.input}: longer than {MAX_SECONDS // 60} min: the whole-file converter "
+                            f"(--whole, the teacher) holds it in memory; convert it without --whole")
+    if a.gate_db is not None:
+        raise ComoliveError("--gate-db is a setting of the live pipeline (convert without --whole)")
+    wav, sr = load_audio(a.input, max_seconds=MAX_SECONDS)
+    conv = Converter(model=a.model, device=a.device, pitch=a.pitch, vocoder=a.vocoder)
     result = conv.convert(wav, sr, voice=a.voice, key=a.key, steps=a.steps, sampler=a.sampler,
-                          formant=a.formant, reference=reference)
+                          formant=a.formant, reference=reference_for(a.voice, a.ref))
     save_audio(out, result.audio, result.sample_rate, force=True)
     print(result.summary(a.input, out))
-    if a.check_pitch:
-        _print_melody_error(wav, sr, result.audio, result.sample_rate, a.key, conv.vocoder.name)
+    return conv.vocoder.name
 
 
-def _print_melody_error(wav, sr, out, out_sr, key: float, vocoder: str) -> None:
-    from evaluation.metrics import melody_error
-
-    err = melody_error(wav, sr, out, out_sr, key)
-    print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
-          f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
-          f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {vocoder})")
-
-
-def _convert_live(a: argparse.Namespace, out) -> None:
-    """convert through the live pipeline, block by block (engine/file_convert.py)."""
+def _convert_pipeline(a: argparse.Namespace, out) -> str:
+    """The live pipeline over the file, block by block from disk to disk (engine/file_convert.py)."""
     from engine.file_convert import convert_file
     from engine.reference import reference_for
     from engine.session_config import SessionConfig
-    from models.audio_io import load_audio
-    from models.errors import ComoliveError
-    from models.vocoders import pitch_note
 
-    if a.sampler != "student":
-        raise ComoliveError("--live runs the one-step (or multistep) student; the teacher runs without --live "
-                            "(files up to 30 min)")
+    gate = {} if a.gate_db is None else {"gate_db": a.gate_db}
     cfg = SessionConfig(voice=a.voice, reference=reference_for(a.voice, a.ref), key=a.key, formant=a.formant,
-                        steps=a.steps, pitch=a.pitch, vocoder=a.vocoder, model=a.model, device=a.device,
-                        gate_db=float("-inf"))  # a file is converted whole: no noise gate
-    if pitch_note(a.vocoder):
-        print(pitch_note(a.vocoder))
+                        steps=a.steps, pitch=a.pitch, vocoder=a.vocoder, model=a.model, device=a.device, **gate)
     shown = 0.0
 
     def progress(done: float, whole: float) -> None:  # a line a minute of audio
@@ -76,12 +90,9 @@ def _convert_live(a: argparse.Namespace, out) -> None:
 
     res = convert_file(cfg, a.input, out, force=True, progress=progress)
     print(res.summary(a.input, out))
-    print(f"the same samples live: `stream IN OUT --input-gain-db {res.input_gain_db:.17g} --gate-db=-inf` "
-          "with the same voice, key and vocoder")
-    if a.check_pitch:
-        wav, sr = load_audio(a.input)
-        y, ysr = load_audio(out)
-        _print_melody_error(wav, sr, y, ysr, a.key, res.vocoder)
+    flags = f"--input-gain-db {res.input_gain_db:.17g}" + ("" if a.gate_db is None else f" --gate-db={a.gate_db:g}")
+    print(f"the same samples live: `stream IN OUT {flags}` with the same voice, key and vocoder")
+    return res.vocoder
 
 
 def cmd_voices(a: argparse.Namespace) -> None:
@@ -157,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the V1: pitch read from the mel)")
     c.add_argument("--check-pitch", action="store_true",
                    help="also print how far the output's melody is from the input's (Harvest f0, x key)")
-    c.add_argument("--live", action="store_true",
-                   help="convert through the live pipeline (what `live` plays, sample for sample), block by block "
-                        "from disk to disk: any length in bounded memory; files over 30 min always go this way")
+    c.add_argument("--gate-db", type=float, default=None,
+                   help="noise gate threshold of the live pipeline (dBFS; default -50 as live; -inf: no gate)")
+    c.add_argument("--whole", action="store_true",
+                   help="the whole-file converter instead of the live pipeline (features over the whole file; up to "
+                        "30 min; what --sampler teacher always uses)")
     c.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     arg_types.model_args(c)
     c.set_defaults(func=cmd_convert)

@@ -76,8 +76,13 @@ def convert_file(config: SessionConfig, src: str | os.PathLike, dst: str | os.Pa
     given); dst is written as 16-bit PCM, whole or not at all. progress(done_s, total_s) is called after each block."""
     out = check_writable(dst, force)
     info = audio_info(src)
-    gain = file_input_gain_db(src) if input_gain_db is None else float(input_gain_db)
-    session = StreamSession(replace(config, sample_rate=int(info.samplerate), input_gain_db=gain))
+    session = StreamSession(replace(config, sample_rate=int(info.samplerate)))  # bad settings fail first
+    try:
+        gain = file_input_gain_db(src) if input_gain_db is None else float(input_gain_db)
+    except BaseException:
+        session.close()
+        raise
+    session.set(input_gain_db=gain)  # applied from the first block
     b, sr = session.block_size, session.sr
     tmp = out.with_name(out.name + ".partial")
     t0, n_in, written, skip = time.process_time(), 0, 0, session.latency_samples

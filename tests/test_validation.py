@@ -124,6 +124,10 @@ def test_a_file_longer_than_stream_takes_is_refused_before_it_is_read_and_conver
     assert main.main(["stream", str(long), str(tmp_path / "out.wav")]) == 2
     line = _one_error_line(capsys)
     assert "30:01 long" in line and "at most 30:00" in line and not (tmp_path / "out.wav").exists()
-    # convert takes a long file through the live pipeline, block by block; this one is silent, which it says
+    # convert takes a long file through the live pipeline, block by block (the whole-file converter refuses it)
+    long48 = tmp_path / "long48.wav"
+    sf.write(str(long48), np.zeros(10 * 48000, np.int16), 48000, subtype="PCM_16")
     assert main.main(["convert", str(long), str(tmp_path / "out.wav")]) == 2
+    assert "30 min" in _one_error_line(capsys) and not (tmp_path / "out.wav").exists()
+    assert main.main(["convert", str(long48), str(tmp_path / "out.wav")]) == 2  # silent, which it says
     assert "silent" in _one_error_line(capsys) and not (tmp_path / "out.wav").exists()
