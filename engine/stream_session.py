@@ -25,12 +25,9 @@ slow level follower (`follow_level`). docs/architecture.md gives the measured ef
 A block whose conversion raises plays as silence (`stats.failed` says why, `stats.failures` counts them)
 and closes the gate: the next loud block restarts every stream on the same timeline, with a fade-in.
 
-Noise gate. When the input block level has stayed below gate_db for gate_hold_ms plus the latency (so
-that the output of the last loud input, and gate_hold_ms of what follows it, are played), inference stops
-and the output fades to silence (FADE_MS). The next block above gate_db restarts every stream at time
-0 (as if a new recording began at that block) and the output fades in at the restart's first output
-sample, which comes latency_samples later. While the gate stays open, the output does not depend on
-how the input was cut into blocks: run_offline() with any block size gives the same samples.
+Noise gate (engine/noise_gate.py): no inference while the input is quiet; when it reopens, every stream
+restarts at time 0 at that block. While the gate stays open, the output does not depend on how the input
+was cut into blocks: run_offline() with any block size gives the same samples.
 """
 from __future__ import annotations
 
@@ -51,6 +48,7 @@ from engine.decoder_stream import Conditioner, DecoderStream
 from engine.feature_stream import LoudnessStream, grid_index
 from engine.frame_align import FrameAligner
 from engine.level_follow import LevelFollower
+from engine.noise_gate import NoiseGate
 from engine.pipeline import PLAN_SECONDS, Branch, LatencyPlan, VocoderStage
 from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream, live_pitch_extractor
 from engine.ramp import Ramp
@@ -64,7 +62,6 @@ from models.formant import warp_mel_frames
 from models.voice_model import VoiceModel
 
 RESAMPLE_MS = 1.0      # half length of the FIR resampling kernels (= their delay)
-FADE_MS = 5.0          # gate fade out / in
 
 
 def _level_db(x: np.ndarray) -> float:
@@ -125,10 +122,8 @@ class StreamSession:
         self.formant = Ramp(cfg.formant)
         self.speaker = Ramp(self.model.speaker(self.voice) if cfg.reference is None else
                             self._reference_embedding(cfg.reference))
-        self.gate_db = float(cfg.gate_db)
-        self.gate_hold = int(round(cfg.gate_hold_ms * self.sr / 1000.0))
+        self.gate = NoiseGate(self.sr, cfg.gate_db, cfg.gate_hold_ms, self.latency_samples)
         self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
-        self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
         self.stats = SessionStats()
         self._run_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None  # the content thread, started at the first content job
@@ -224,10 +219,7 @@ class StreamSession:
         if ch.get("reference") is not None:
             self.voice = ch["reference"].name
             self.speaker.set(self._reference_embedding(ch["reference"]))
-        if "gate_db" in ch:
-            self.gate_db = float(ch["gate_db"])
-        if "gate_hold_ms" in ch:
-            self.gate_hold = int(round(float(ch["gate_hold_ms"]) * self.sr / 1000.0))
+        self.gate.set(ch.get("gate_db"), ch.get("gate_hold_ms"))
         if "input_gain_db" in ch:
             self.gain = 10.0 ** (float(ch["input_gain_db"]) / 20.0)
 
@@ -299,9 +291,7 @@ class StreamSession:
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
         self.origin = 0            # n_total at which the current stream started
-        self.open = False
-        self.quiet = self.gate_hold  # start closed: the first loud block opens the gate
-        self.fade_in_at: int | None = None
+        self.gate.reset()
         self.stats = SessionStats()
 
     def _restart_streams(self) -> None:
@@ -346,54 +336,25 @@ class StreamSession:
         st.frames, st.input_f0_hz, st.output_f0_hz = 0, 0.0, 0.0
         st.input_level_db = _level_db(x)
 
-        # noise gate
-        loud = st.input_level_db >= self.gate_db
-        self.quiet = 0 if loud else self.quiet + n
-        closing = False
-        if not self.open and loud:
-            self.open = True
+        if self.gate.step(st.input_level_db, n, self.n_total):  # reopens: a new recording begins here
             self.origin = self.n_total
             self._restart_streams()
-            self.fade_in_at = self.origin + self.latency_samples
             st.restarts += 1
-        elif self.open and self.quiet > 0 and self.quiet >= self.gate_hold + self.latency_samples:
-            closing = True
-
         y = np.zeros(n, np.float32)
-        if self.open:
+        if self.gate.open:
             try:
                 y = self._convert(x)
             except Exception as e:  # noqa: BLE001 - one bad block must not end the show
                 st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
-                self.open, self.fade_in_at, closing = False, None, False  # the next loud block restarts
-        self._gate_fades(y, closing)
+                self.gate.fail()  # the next loud block restarts
+        self.gate.apply(y, self.n_total)
         self.n_total += n
-        st.gated = not self.open and not closing
+        st.gated = self.gate.gated
         np.clip(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0, out=y)
         st.output_level_db = _level_db(y)
         st.compute_ms = 1000.0 * (time.perf_counter() - t_start)
         st.cpu_ms = 1000.0 * (time.process_time() - c_start)
         return y
-
-    def _gate_fades(self, y: np.ndarray, closing: bool) -> None:
-        """The gate's fade-out over this block's start when it closes, and the fade-in at the restart's first
-        output sample (latency_samples after the reopening block), in place."""
-        n = len(y)
-        if closing:
-            ramp = np.zeros(n, np.float32)
-            f = min(self.fade, n)
-            ramp[:f] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(f) + 1) / f)
-            y *= ramp
-            self.open = False
-        if self.fade_in_at is not None and self.open:
-            a = self.fade_in_at - self.n_total  # fade start inside this block
-            if a < n:
-                g = np.clip((np.arange(n) - a + 1) / self.fade, 0.0, 1.0)
-                y *= (0.5 - 0.5 * np.cos(np.pi * g)).astype(np.float32)
-                if a + self.fade <= n:
-                    self.fade_in_at = None
-            else:
-                y[:] = 0.0
 
     def _convert(self, x: np.ndarray) -> np.ndarray:
         st = self._st

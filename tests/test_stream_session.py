@@ -356,7 +356,7 @@ def test_live_set_validates_and_applies_at_next_block():
     s.set(voice="us2", formant=2.0, gate_db=-40.0)
     assert s.voice != "us2"
     s.process(np.zeros(s.block_size, np.float32))
-    assert s.voice == "us2" and s.gate_db == -40.0
+    assert s.voice == "us2" and s.gate.threshold_db == -40.0
 
 
 @pytest.mark.parametrize("change,message", [

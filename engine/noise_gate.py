@@ -1,0 +1,76 @@
+"""The live session's noise gate: no inference while the input is quiet, clean fades at its edges.
+
+When the input block level has stayed below the threshold for the hold plus the latency (so that the
+output of the last loud input, and `hold` of what follows it, are played), the gate closes and the output
+fades to silence over FADE_MS. The next block at or above the threshold reopens it: the session restarts
+every stream at that block (as if a new recording began there) and the output fades in at the restart's
+first output sample, which comes `latency` samples later.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FADE_MS = 5.0  # fade out / in
+
+
+class NoiseGate:
+    def __init__(self, sample_rate: int, threshold_db: float, hold_ms: float, latency: int):
+        self.sr, self.latency = int(sample_rate), int(latency)
+        self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
+        self.set(threshold_db, hold_ms)
+        self.reset()
+
+    def set(self, threshold_db: float | None = None, hold_ms: float | None = None) -> None:
+        if threshold_db is not None:
+            self.threshold_db = float(threshold_db)
+        if hold_ms is not None:
+            self.hold = int(round(float(hold_ms) * self.sr / 1000.0))
+
+    def reset(self) -> None:
+        """Closed, as at the start: the first loud block opens it."""
+        self.open = False
+        self.closing = False
+        self.quiet = 0
+        self.fade_in_at: int | None = None  # input-timeline sample where the fade-in starts
+
+    @property
+    def gated(self) -> bool:
+        """No output this block (closed, and not fading out)."""
+        return not self.open and not self.closing
+
+    def step(self, level_db: float, n: int, t: int) -> bool:
+        """The decision for the block of n samples that starts at input sample t (level: its dBFS); True
+        when the gate reopens here (the caller restarts its streams)."""
+        loud = level_db >= self.threshold_db
+        self.quiet = 0 if loud else self.quiet + n
+        self.closing = False
+        if not self.open and loud:
+            self.open, self.fade_in_at = True, t + self.latency
+            return True
+        if self.open and self.quiet > 0 and self.quiet >= self.hold + self.latency:
+            self.closing = True
+        return False
+
+    def fail(self) -> None:
+        """The block's conversion failed: closed at once (it plays as silence); the next loud block reopens."""
+        self.open, self.closing, self.fade_in_at = False, False, None
+
+    def apply(self, y: np.ndarray, t: int) -> None:
+        """The fade-out over the block's start when the gate closes, and the fade-in at the restart's first
+        output sample, in place (y: the output block that starts at input-timeline sample t)."""
+        n = len(y)
+        if self.closing:
+            ramp = np.zeros(n, np.float32)
+            f = min(self.fade, n)
+            ramp[:f] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(f) + 1) / f)
+            y *= ramp
+            self.open = False
+        if self.fade_in_at is not None and self.open:
+            a = self.fade_in_at - t  # fade start inside this block
+            if a < n:
+                g = np.clip((np.arange(n) - a + 1) / self.fade, 0.0, 1.0)
+                y *= (0.5 - 0.5 * np.cos(np.pi * g)).astype(np.float32)
+                if a + self.fade <= n:
+                    self.fade_in_at = None
+            else:
+                y[:] = 0.0
