@@ -146,6 +146,75 @@ def reusable_entries(out: Path, pitch: str, cfg: ModelConfig) -> dict[str, list[
     return by_source
 
 
+class _FeatureWriter:
+    """Writes one source file's pieces to the cache and keeps the index, the speaker vectors and the report."""
+
+    def __init__(self, out: Path, pitch: str, device, cfg: ModelConfig):
+        self.out, self.cfg = out, cfg
+        self.pipe = FeaturePipeline(cfg, pitch=pitch, device=device)
+        self.mel_fn = MelAnalyzer()
+        self.spk = SpeakerEncoder(device=self.pipe.device)
+        self.report = PreprocessReport(out)
+        self.index: list[dict] = []
+        self.spk_sum: dict[str, list[np.ndarray]] = {}
+
+    def _count(self, voice: str, emb: np.ndarray) -> None:
+        self.spk_sum.setdefault(voice, []).append(emb)
+        self.report.voices[voice] = self.report.voices.get(voice, 0) + 1
+
+    def reuse(self, src, kept: list[dict]) -> None:
+        for e in kept:
+            self.index.append({**e, "transpose": src.transpose})
+            self._count(src.voice, np.load(self.out / e["path"])["spk"])
+            self.report.reused += 1
+
+    def source(self, src, rel: Path, sha1: str) -> None:
+        """Load, check and normalise the file, cut it on silences, write each piece (or say why not)."""
+        try:
+            wav, sr = load_audio(src.path)
+        except ComoliveError as e:
+            self.report.rejected.append((str(rel), str(e).split(": ", 1)[-1]))
+            return
+        why = check_audio(wav, sr)
+        if why:
+            self.report.rejected.append((str(rel), why))
+            return
+        wav, _ = normalize_level(wav, sr)
+        pieces = slice_on_silence(wav, sr) if src.slice else [(0, len(wav))]
+        if not pieces:
+            self.report.rejected.append((str(rel), "no segment louder than the silence threshold"))
+        for k, (a, b) in enumerate(pieces):
+            if (b - a) / sr >= MIN_SECONDS:
+                self.piece(src, rel, sha1, wav[a:b], sr, k, len(pieces) > 1)
+
+    def piece(self, src, rel: Path, sha1: str, seg: np.ndarray, sr: int, k: int, several: bool) -> None:
+        feats = self.pipe.extract(seg, sr)
+        t = len(feats["f0"])
+        mel = self.mel_fn(torch.from_numpy(feats["wav_model"])[None])[0, :, :t].numpy()
+        try:
+            emb = self.spk.embed(seg, sr)
+        except ComoliveError as e:  # e.g. too little voice left once the encoder trims silence
+            self.report.rejected.append((f"{rel}" + (f" (piece {k})" if several else ""), str(e)))
+            return
+        extra = {}
+        if src.real:  # content from a timbre-perturbed copy (fixed per utterance: reruns reproduce it)
+            rng = np.random.default_rng(int(sha1[:8], 16) + k)
+            extra["content_pert"] = self.pipe.content_of(perturb_timbre(seg, sr, rng), sr, t).astype(np.float16)
+        audio = np.clip(np.round(feats["wav_model"][:t * self.cfg.hop_length] * 32767), -32768, 32767)
+        name = f"{src.split}/{src.voice}/{src.path.stem}" + (f"_{k:03d}" if several else "")
+        path = self.out / f"{name}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, mel=mel.astype(np.float32), content=feats["content"].astype(np.float16),
+                 f0=feats["f0"], loudness=feats["loudness"], spk=emb.astype(np.float32),
+                 audio=audio.astype(np.int16), **extra)
+        self.index.append({"path": f"{name}.npz", "voice": src.voice, "split": src.split, "group": src.group
+                           + (f"#{k}" if several else ""), "transpose": src.transpose, "frames": t,
+                           "kind": src.kind, "real": src.real, "source": str(rel), "source_sha1": sha1})
+        self._count(src.voice, emb)
+        self.report.written += 1
+        self.report.seconds += len(seg) / sr
+
+
 def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "fcpe", device=None,
                        heldout: float = 0.1, cfg: ModelConfig | None = None, progress: bool = True) -> PreprocessReport:
     dataset, out = Path(dataset), Path(out_dir)
@@ -153,80 +222,24 @@ def preprocess_dataset(dataset: str | Path, out_dir: str | Path, pitch: str = "f
     sources = discover(dataset, heldout)
     out.mkdir(parents=True, exist_ok=True)
     previous = reusable_entries(out, pitch, cfg)
-    report = PreprocessReport(out)
     torch.set_num_threads(2)
-    pipe = FeaturePipeline(cfg, pitch=pitch, device=device)
-    mel_fn = MelAnalyzer()
-    spk = SpeakerEncoder(device=pipe.device)
-    index: list[dict] = []
-    spk_sum: dict[str, list[np.ndarray]] = {}
+    w = _FeatureWriter(out, pitch, device, cfg)
     for src in tqdm(sources, desc="preprocess", disable=not progress, dynamic_ncols=True):
         rel = src.path.relative_to(dataset)
         if src.path.suffix.lower() not in AUDIO_EXTENSIONS:
-            report.rejected.append((str(rel), f"not an audio file extension ({src.path.suffix or 'none'})"))
+            w.report.rejected.append((str(rel), f"not an audio file extension ({src.path.suffix or 'none'})"))
             continue
         sha1 = file_sha1(src.path)
         kept = [e for e in previous.get(str(rel), []) if e["source_sha1"] == sha1 and e["split"] == src.split]
         if kept:
-            for e in kept:
-                index.append({**e, "transpose": src.transpose})
-                spk_sum.setdefault(src.voice, []).append(np.load(out / e["path"])["spk"])
-                report.reused += 1
-                report.voices[src.voice] = report.voices.get(src.voice, 0) + 1
-            continue
-        try:
-            wav, sr = load_audio(src.path)
-        except ComoliveError as e:
-            report.rejected.append((str(rel), str(e).split(": ", 1)[-1]))
-            continue
-        why = check_audio(wav, sr)
-        if why:
-            report.rejected.append((str(rel), why))
-            continue
-        wav, _ = normalize_level(wav, sr)
-        pieces = slice_on_silence(wav, sr) if src.slice else [(0, len(wav))]
-        if not pieces:
-            report.rejected.append((str(rel), "no segment louder than the silence threshold"))
-            continue
-        for k, (a, b) in enumerate(pieces):
-            seg = wav[a:b]
-            if len(seg) / sr < MIN_SECONDS:
-                continue
-            feats = pipe.extract(seg, sr)
-            t = len(feats["f0"])
-            mel = mel_fn(torch.from_numpy(feats["wav_model"])[None])[0, :, :t].numpy()
-            try:
-                emb = spk.embed(seg, sr)
-            except ComoliveError as e:  # e.g. too little voice left once the encoder trims silence
-                report.rejected.append((f"{rel}" + (f" (piece {k})" if len(pieces) > 1 else ""), str(e)))
-                continue
-            extra = {}
-            if src.real:  # content from a timbre-perturbed copy (fixed per utterance: reruns reproduce it)
-                rng = np.random.default_rng(int(sha1[:8], 16) + k)
-                pert = pipe.content_of(perturb_timbre(seg, sr, rng), sr, t)
-                extra["content_pert"] = pert.astype(np.float16)
-            audio = np.clip(np.round(feats["wav_model"][:t * cfg.hop_length] * 32767), -32768, 32767)
-            name = f"{src.split}/{src.voice}/{src.path.stem}" + (f"_{k:03d}" if len(pieces) > 1 else "")
-            path = out / f"{name}.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, mel=mel.astype(np.float32), content=feats["content"].astype(np.float16),
-                     f0=feats["f0"], loudness=feats["loudness"], spk=emb.astype(np.float32),
-                     audio=audio.astype(np.int16), **extra)
-            index.append({"path": f"{name}.npz", "voice": src.voice, "split": src.split, "group": src.group
-                          + (f"#{k}" if len(pieces) > 1 else ""), "transpose": src.transpose, "frames": t,
-                          "kind": src.kind, "real": src.real,
-                          "source": str(rel), "source_sha1": sha1})
-            spk_sum.setdefault(src.voice, []).append(emb)
-            report.written += 1
-            report.seconds += len(seg) / sr
-            report.voices[src.voice] = report.voices.get(src.voice, 0) + 1
-    if not index:
-        raise ComoliveError(f"{dataset}: no usable audio found ({len(report.rejected)} file(s) rejected)\n"
-                            + "\n".join(f"  {p}: {w}" for p, w in report.rejected))
-    voices = {}
-    for v, embs in spk_sum.items():
-        voices[v] = unit(np.mean(embs, axis=0)).tolist()
+            w.reuse(src, kept)
+        else:
+            w.source(src, rel, sha1)
+    if not w.index:
+        raise ComoliveError(f"{dataset}: no usable audio found ({len(w.report.rejected)} file(s) rejected)\n"
+                            + "\n".join(f"  {p}: {why}" for p, why in w.report.rejected))
+    voices = {v: unit(np.mean(embs, axis=0)).tolist() for v, embs in w.spk_sum.items()}
     cache_config = {**cfg.to_dict(), "pitch_extractor": pitch}
     (out / "index.json").write_text(json.dumps({"config": cache_config, "pitch": pitch, "voices": voices,
-                                                "utterances": index, "rejected": report.rejected}, indent=1))
-    return report
+                                                "utterances": w.index, "rejected": w.report.rejected}, indent=1))
+    return w.report
