@@ -197,6 +197,44 @@ def _clear(out_dir: Path) -> None:
         raise ComoliveError(f"{out_dir}: folder is not writable")
 
 
+def _corpus_stats(seed: int, voices: list[str], splits: dict, results: dict, dropped: list[str],
+                  retried: dict[str, int]) -> dict:
+    """What corpus.json records: format, licence, voices, and per split its melodies, files and minutes."""
+    failed_list = [results[k] for k in sorted(results) if "error" in results[k]]
+    ok = [r for r in results.values() if "error" not in r and r["melody"] not in dropped]
+    stats: dict = {
+        "format": FORMAT_VERSION,
+        "seed": seed,
+        "sample_rate": SR,
+        "hop": HOP,
+        "licence": mb.LICENCE_NOTE + "; melodies and lyrics: Bach chorales from music21's corpus",
+        "source": "music21 corpus, Bach chorales: soprano part, verse 1 lyrics, phrases of 4-12 s",
+        "canonical_inventory": {"vowels": list(mb.VOWELS), "consonants": list(mb.CONSONANTS),
+                                "silence": mb.SIL, "voiced": sorted(mb.VOICED)},
+        "voices": [{"name": v, "sex": mb.voice_info(v).sex, "language": mb.voice_info(v).language,
+                    "native_sample_rate": mb.voice_header(v)[0], "mbrola_frame_period": mb.voice_header(v)[1],
+                    "symbols": {p: mb.voice_symbol(v, p, "a") for p in mb.INVENTORY
+                                if mb.voice_symbol(v, p, "a") != p}}
+                   for v in voices],
+        "n_melodies": sum(len(splits[s]) for s in SPLITS),
+        "splits": {},
+        "retried": {mid: {"attempts": n, "stretch": _r(1.0 + RETRY_STRETCH * n)} for mid, n in sorted(retried.items())},
+        "dropped": [{"melody": r["melody"], "voice": r["voice"], "error": r["error"]} for r in failed_list],
+    }
+    for split in SPLITS:
+        rs = [r for r in ok if r["split"] == split]
+        secs = sum(r["seconds"] for r in rs)
+        stats["splits"][split] = {
+            "melodies": sorted(m.id for m in splits[split]),
+            "pieces": sorted({m.piece for m in splits[split]}),
+            "files": len(rs),
+            "minutes": _r(secs / 60, 3),
+            "minutes_per_voice": _r(secs / 60 / max(len(voices), 1), 3),
+            "voiced_fraction": _r(sum(r["voiced_frames"] for r in rs) / max(sum(r["frames"] for r in rs), 1), 4),
+        }
+    return stats
+
+
 def build_corpus(out_dir: str | Path, seed: int = 0, n_melodies: int = DEFAULT_MELODIES,
                  voices: list[str] | None = None, heldout_fraction: float = 0.15, progress: bool = True,
                  workers: int = 2, speech: bool = True) -> dict:
@@ -252,38 +290,7 @@ def build_corpus(out_dir: str | Path, seed: int = 0, n_melodies: int = DEFAULT_M
                 (out_dir / split_of[mid] / v / f"{mid}{ext}").unlink(missing_ok=True)
         for split in SPLITS:
             splits[split] = [m for m in splits[split] if m.id != mid]
-    failed_list = [results[k] for k in sorted(results) if "error" in results[k]]
-    ok = [r for r in results.values() if "error" not in r and r["melody"] not in dropped]
-    stats: dict = {
-        "format": FORMAT_VERSION,
-        "seed": seed,
-        "sample_rate": SR,
-        "hop": HOP,
-        "licence": mb.LICENCE_NOTE + "; melodies and lyrics: Bach chorales from music21's corpus",
-        "source": "music21 corpus, Bach chorales: soprano part, verse 1 lyrics, phrases of 4-12 s",
-        "canonical_inventory": {"vowels": list(mb.VOWELS), "consonants": list(mb.CONSONANTS),
-                                "silence": mb.SIL, "voiced": sorted(mb.VOICED)},
-        "voices": [{"name": v, "sex": mb.voice_info(v).sex, "language": mb.voice_info(v).language,
-                    "native_sample_rate": mb.voice_header(v)[0], "mbrola_frame_period": mb.voice_header(v)[1],
-                    "symbols": {p: mb.voice_symbol(v, p, "a") for p in mb.INVENTORY
-                                if mb.voice_symbol(v, p, "a") != p}}
-                   for v in voices],
-        "n_melodies": sum(len(splits[s]) for s in SPLITS),
-        "splits": {},
-        "retried": {mid: {"attempts": n, "stretch": _r(1.0 + RETRY_STRETCH * n)} for mid, n in sorted(retried.items())},
-        "dropped": [{"melody": r["melody"], "voice": r["voice"], "error": r["error"]} for r in failed_list],
-    }
-    for split in SPLITS:
-        rs = [r for r in ok if r["split"] == split]
-        secs = sum(r["seconds"] for r in rs)
-        stats["splits"][split] = {
-            "melodies": sorted(m.id for m in splits[split]),
-            "pieces": sorted({m.piece for m in splits[split]}),
-            "files": len(rs),
-            "minutes": _r(secs / 60, 3),
-            "minutes_per_voice": _r(secs / 60 / max(len(voices), 1), 3),
-            "voiced_fraction": _r(sum(r["voiced_frames"] for r in rs) / max(sum(r["frames"] for r in rs), 1), 4),
-        }
+    stats = _corpus_stats(seed, voices, splits, results, dropped, retried)
     stats["minutes_singing"] = _r(sum(stats["splits"][s]["minutes"] for s in SPLITS), 3)
     if speech:
         from training.corpus.speech import build_speech
