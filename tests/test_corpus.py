@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from training.corpus import mbrola as mb
+from training.corpus import pho as pho_text
 from training.corpus.build import HOP, SR, add_arguments, build_corpus, n_frames, run
 from training.corpus.melodies import german_syllable_phones, register_shift, select_melodies
 from models.errors import ComoliveError
@@ -180,7 +181,7 @@ def test_every_default_voice_renders_the_canonical_inventory():
 def test_f0_ground_truth_formula():
     # constant 150 Hz at 16 kHz: period floor(16000/150) = 106 samples -> 150.94 Hz
     pho = "_ 100 50 150 100 150\na: 400 0 150 100 150\ns 100 0 150 100 150\n_ 100 50 150 100 150\n"
-    f0 = mb.f0_ground_truth(pho, [False, True, False, False], 16000, 60)
+    f0 = pho_text.f0_ground_truth(pho, [False, True, False, False], 16000, 60)
     t = np.arange(60) * HOP / SR
     inside = (t >= 0.1) & (t < 0.5)
     assert np.allclose(f0[inside], 16000 / 106) and np.all(f0[~inside] == 0)
@@ -212,8 +213,8 @@ def test_long_notes_stay_within_mbrola_line_limit():
     phones = mb.plan_phones(m)
     long = [mb.Phone("a", 0, 5000)] + [mb.Phone(mb.SIL, 5000, 5300)]
     curve = np.full(5301, 60.0)
-    pho = mb.write_pho(long, curve, "us1", 0)
-    assert max(len(line) for line in pho.splitlines()) < mb.MAX_PHO_LINE
+    pho = pho_text.write_pho(long, curve, "us1", 0)
+    assert max(len(line) for line in pho.splitlines()) < pho_text.MAX_PHO_LINE
     wav, sr = mb.render("us1", pho, 5300)
     assert len(wav) == 5300 * sr // 1000 and np.abs(wav).max() > 0.01
     assert phones and register_shift(m, "female") - register_shift(m, "male") == 12

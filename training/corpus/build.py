@@ -26,6 +26,7 @@ import numpy as np
 
 from models.audio_io import resample, save_audio
 from training.corpus import mbrola as mb
+from training.corpus import pho as pho_text
 from training.corpus.melodies import Melody, piece_rng, register_shift, select_melodies, stretch_melody
 from models.errors import ComoliveError
 
@@ -125,7 +126,7 @@ def _render_job(job: dict) -> dict:
     phones: list[mb.Phone] = job["phones"]
     voice, transpose, out = job["voice"], job["transpose"], Path(job["dir"])
     total_ms = phones[-1].end
-    pho = mb.write_pho(phones, job["curve"], voice, transpose, f"{melody.id} seed={job['seed']}")
+    pho = pho_text.write_pho(phones, job["curve"], voice, transpose, f"{melody.id} seed={job['seed']}")
     try:
         wav, native = mb.render(voice, pho, total_ms)
     except Exception as e:  # one bad rendition must not sink the build: report it
@@ -137,7 +138,7 @@ def _render_job(job: dict) -> dict:
     gain = _level_gain(w, phones, SR)
     w = (w * gain).astype(np.float32)
     nf = n_frames(n)
-    f0 = mb.f0_ground_truth(pho, [p.voiced for p in phones], native, nf, SR, HOP)
+    f0 = pho_text.f0_ground_truth(pho, [p.voiced for p in phones], native, nf, SR, HOP)
 
     out.mkdir(parents=True, exist_ok=True)
     save_audio(out / f"{melody.id}.wav", w, SR)
@@ -259,9 +260,9 @@ def build_corpus(out_dir: str | Path, seed: int = 0, n_melodies: int = DEFAULT_M
         if attempt:
             m = stretch_melody(m, 1.0 + RETRY_STRETCH * attempt)
         phones = mb.plan_phones(m, allowed)
-        expr = mb.Expression.draw(piece_rng(seed, m.id, 1))
+        expr = pho_text.Expression.draw(piece_rng(seed, m.id, 1))
         note_seed = int(piece_rng(seed, m.id, 2).integers(0, 2 ** 31))
-        curve = mb.pitch_curve_ms(m, expr, note_seed)
+        curve = pho_text.pitch_curve_ms(m, expr, note_seed)
         return [{"melody": m, "phones": phones, "curve": curve, "voice": v, "split": split_of[m.id],
                  "transpose": register_shift(m, mb.voice_info(v).sex), "seed": seed, "attempt": attempt,
                  "expression": expr.__dict__, "dir": str(out_dir / split_of[m.id] / v)} for v in voices]
