@@ -265,26 +265,9 @@ def _singable(ph: list[_Event]) -> bool:
     return bool(ph) and ph[0].text is not None and sum(e.text is not None for e in ph) * 2 >= len(ph)
 
 
-def melodies_from_piece(piece: str, seed: int, max_per_piece: int | None = None) -> list[Melody]:
-    """All melodies (phrases of ~4-12 s) of one chorale, with tempo and breaths drawn from the seed."""
-    got = _part_events(piece)
-    if got is None:
-        return []
-    events, title = got
-    rng = piece_rng(seed, piece)
-    qls = np.array([e.ql for e in events if e.midi is not None])
-    median_ql = float(np.median(qls)) if len(qls) else 1.0
-    note_s = float(rng.uniform(0.42, 0.75))           # seconds per median note
-    sec_per_ql = note_s / median_ql
-    qpm = round(60.0 / sec_per_ql, 1)
-    sec_per_ql = 60.0 / qpm
-    fermata_hold = float(rng.uniform(1.3, 1.7))
-
-    def dur_of(e: _Event) -> float:
-        return e.ql * sec_per_ql * (fermata_hold if e.fermata else 1.0)
-
-    # group fermata phrases into melodies of MIN..MAX seconds, breath rests between the groups' phrases
-    phrases = [p for p in _phrases(events) if _singable(p)]
+def _group_phrases(phrases: list[list[_Event]], dur_of, rng: np.random.Generator) -> list[list[list[_Event]]]:
+    """Fermata phrases grouped into melodies of MIN..MAX seconds (a target length drawn per group; a phrase
+    longer than MAX_PHRASE_S is a melody of its own, trimmed at a syllable start)."""
     groups: list[list[list[_Event]]] = []
     cur: list[list[_Event]] = []
     cur_s = 0.0
@@ -314,6 +297,29 @@ def melodies_from_piece(piece: str, seed: int, max_per_piece: int | None = None)
             target = float(rng.uniform(5.0, 9.0))
     if cur:
         groups.append(cur)
+    return groups
+
+
+def melodies_from_piece(piece: str, seed: int, max_per_piece: int | None = None) -> list[Melody]:
+    """All melodies (phrases of ~4-12 s) of one chorale, with tempo and breaths drawn from the seed."""
+    got = _part_events(piece)
+    if got is None:
+        return []
+    events, title = got
+    rng = piece_rng(seed, piece)
+    qls = np.array([e.ql for e in events if e.midi is not None])
+    median_ql = float(np.median(qls)) if len(qls) else 1.0
+    note_s = float(rng.uniform(0.42, 0.75))           # seconds per median note
+    sec_per_ql = note_s / median_ql
+    qpm = round(60.0 / sec_per_ql, 1)
+    sec_per_ql = 60.0 / qpm
+    fermata_hold = float(rng.uniform(1.3, 1.7))
+
+    def dur_of(e: _Event) -> float:
+        return e.ql * sec_per_ql * (fermata_hold if e.fermata else 1.0)
+
+    # fermata phrases grouped into melodies, breath rests between a group's phrases
+    groups = _group_phrases([p for p in _phrases(events) if _singable(p)], dur_of, rng)
 
     stem = piece.split("/")[-1].replace(".", "-")
     out: list[Melody] = []
