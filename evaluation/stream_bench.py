@@ -1,6 +1,6 @@
 """Per-block cost of the streaming session: compute p50/p90/p99 per block size and per stage.
 
-    python -m evaluation.stream_bench [--blocks 40 60 80 160] [--seconds 20] [--rate 48000] [--json FILE]
+    python -m evaluation.stream_bench [--blocks 40 60 80 160] [--seconds 20] [--pitch-window S] [--json FILE]
 
 Feeds a sung-like tone (tests.helpers-style harmonic tone with vibrato and syllable-like level
 changes) through StreamSession.process() at 1 torch thread, as fast as it runs, and reports the
@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--vocoder", default="auto")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pitch", default="fcpe")
+    ap.add_argument("--pitch-window", type=float, default=None, metavar="S",
+                    help="pitch window in seconds (pitch_window_s; default: the session's)")
     ap.add_argument("--lean", action="store_true",
                     help="loudness_lookahead_ms=0 and pitch_right_ms=0 (lower latency, features differ a little "
                          "from training)")
@@ -105,6 +107,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     options = {"pitch": a.pitch}
+    if a.pitch_window:
+        options["pitch_window_s"] = a.pitch_window
     if a.lean:
         options.update(loudness_lookahead_ms=0.0, pitch_right_ms=0.0)
     if a.no_content_thread:
