@@ -53,8 +53,8 @@ from engine.pipeline import PLAN_SECONDS, Branch, LatencyPlan, VocoderStage
 from engine.pitch_stream import PITCH_HOP, PITCH_RATE, CausalF0, PitchStream, live_pitch_extractor
 from engine.ramp import Ramp
 from engine.resample_stream import RationalResampler, StreamResampler
-from engine.session_config import (LIVE_KEYS, STAGES, Laps, SessionConfig, SessionStats, content_chunk_for,
-                                    validate_config)
+from engine.session_config import (LIVE_KEYS, PITCH_WINDOW_S, STAGES, Laps, SessionConfig, SessionStats,
+                                    content_chunk_for, validate_config)
 from engine.shared_parts import load_session_vocoder, loaded
 from models.device import pick_device
 from models.errors import ComoliveError
@@ -147,8 +147,7 @@ class StreamSession:
         self.content_stream = self.content.stream()
         self.content_chunk = self.content.chunk_samples
         pitch_ex = loaded(("pitch", cfg.pitch, self.device), lambda: live_pitch_extractor(cfg.pitch, self.device))
-        base_s = 0.16 if str(cfg.pitch).strip().lower() == "fcpe" else 0.32
-        window_s = cfg.pitch_window_s or max(base_s, 2 * self.content_chunk / CONTENT_SAMPLE_RATE)
+        window_s = cfg.pitch_window_s or max(PITCH_WINDOW_S, 2 * self.content_chunk / CONTENT_SAMPLE_RATE)
         self.pitch = PitchStream(window_s=window_s, chunk_samples=self.content_chunk, extractor=pitch_ex,
                                  right_frames=int(round(cfg.pitch_right_ms / 10.0)))
         la = cfg.loudness_lookahead_ms
