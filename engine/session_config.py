@@ -125,6 +125,12 @@ def validate_config(cfg: SessionConfig) -> None:
     if c is not None and (not isinstance(c, (int, float)) or not 20 <= c <= 400
                           or abs(c / 20.0 - round(c / 20.0)) > 1e-9):
         raise ComoliveError(f"content_chunk_ms must be a multiple of 20 ms from 20 to 400, got {c!r}")
+    w = cfg.pitch_window_s
+    if w is not None:
+        if not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise ComoliveError(f"pitch_window_s must be a number of seconds, got {w!r}")
+        if not 0.08 <= w <= 2.0:
+            raise ComoliveError(f"the pitch window must be 80 to 2000 ms, got {1000 * w:g} ms")
     if not 0 <= cfg.pitch_right_ms <= 40:
         raise ComoliveError(f"pitch_right_ms must be 0..40, got {cfg.pitch_right_ms!r}")
     if cfg.loudness_lookahead_ms is not None and not 0 <= cfg.loudness_lookahead_ms <= 17.4:

@@ -367,6 +367,9 @@ def test_live_set_validates_and_applies_at_next_block():
     (dict(pitch="yin"), "unknown pitch extractor 'yin'"),
     (dict(vocoder="wavenet"), "unknown vocoder 'wavenet'"),
     (dict(steps=0), "steps must be a whole number"),
+    (dict(pitch_window_s=0.05), "pitch window must be 80 to 2000 ms, got 50 ms"),
+    (dict(pitch_window_s="long"), "pitch_window_s must be a number"),
+    (dict(pitch_window_s=0.08), "shorter than the 80 ms chunk"),
 ])
 def test_bad_config_gives_a_clear_error(change, message):
     with pytest.raises(ComoliveError, match=message):
