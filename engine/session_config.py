@@ -18,10 +18,10 @@ from models.formant import FORMANT_RANGE
 MIN_RATE, MAX_RATE = 16000, 96000
 MIN_BLOCK_MS, MAX_BLOCK_MS = 5.0, 1000.0
 KEY_RANGE = 24         # semitones either way (as main.py)
-# The live pitch extractor's window. Measured on 12 sung clips of the real-voice train split converted live
-# (hn, default gate): DNSMOS 2.45 with 0.16 s windows, 2.68 with 0.32 s, 2.60 with 0.48 s, at the same
-# melody error (3.3-3.4 cents); 0.32 s costs ~2-3 ms more CPU per block than 0.16 s and no latency.
-PITCH_WINDOW_S = 0.32
+# The live FCPE window (0.32 s for dio and harvest; pitch_window_s overrides both). 0.32 s was measured against it (docs/results.md,
+# "Live pitch window"): +0.13 DNSMOS on 24 sung clips of the real train split but none on the held-out pairs,
+# whose melody error rose by 0.5 cents, for 2-3 ms more CPU a block: not the default.
+PITCH_WINDOW_S = 0.16
 LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", "input_gain_db")
 
 

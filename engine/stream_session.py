@@ -147,7 +147,8 @@ class StreamSession:
         self.content_stream = self.content.stream()
         self.content_chunk = self.content.chunk_samples
         pitch_ex = loaded(("pitch", cfg.pitch, self.device), lambda: live_pitch_extractor(cfg.pitch, self.device))
-        window_s = cfg.pitch_window_s or max(PITCH_WINDOW_S, 2 * self.content_chunk / CONTENT_SAMPLE_RATE)
+        base_s = PITCH_WINDOW_S if str(cfg.pitch).strip().lower() == "fcpe" else 0.32  # dio, harvest: longer
+        window_s = cfg.pitch_window_s or max(base_s, 2 * self.content_chunk / CONTENT_SAMPLE_RATE)
         if window_s * CONTENT_SAMPLE_RATE < self.content_chunk + 160 * round(cfg.pitch_right_ms / 10.0):
             raise ComoliveError(f"a pitch window of {1000 * window_s:g} ms is shorter than the {self.content_chunk_ms:g} ms "
                                 f"chunk and its right context: make it longer or the block shorter")

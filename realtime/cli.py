@@ -26,8 +26,8 @@ def _session_args(sp: argparse.ArgumentParser) -> None:
                     help="content/pitch chunk in ms, a multiple of 20 (default: follows the block, 40-80 ms; "
                          "longer costs less CPU, waits longer)")
     sp.add_argument("--pitch-window-ms", type=float, default=None,
-                    help="pitch extractor window in ms (default 320; 160 costs ~2-3 ms less CPU a block, "
-                         "and sounds rougher)")
+                    help="pitch extractor window in ms (default 160; 320 costs ~2-3 ms more CPU a block, "
+                         "see docs/results.md)")
     sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS; -inf: no gate)")
     sp.add_argument("--input-gain-db", type=float, default=None,
                     help="fixed gain before feature extraction, divided out of the output (default 0 dB)")
