@@ -18,10 +18,11 @@ manifest alone, so runs of different models, vocoders or devices compare like wi
   - Keys: 0, and the "register" key (whole semitones between the median f0 of the reference and of the
     source, within +-12). f0 fidelity compares the output's Harvest f0 with the source's Harvest f0 x key
     (one extractor for both, so its own bias largely cancels).
-  - Paths: "offline" is engine.converter.Converter; "live" (singing reference only) is the streaming
-    session fed the whole file block by block (engine.stream_session.run_offline, the computation the
-    live loop and `stream` run), at the session's default block and noise gate, with the input gain the
-    offline level normalisation computes for the file (a singer whose input level is set right).
+  - Paths: "offline" is the whole-file converter (engine.converter.Converter: `convert --whole`); "live"
+    (singing reference only) is the streaming session fed the whole file block by block
+    (engine.stream_session.run_offline: what `convert`, `stream` and the live loop compute), at the
+    session's default block and noise gate, with the input gain the offline level normalisation computes
+    for the file (`convert`'s own choice; live, a singer whose input level is set right).
   - level_db: active level of the output minus that of the source (0 = the loudness is kept; offline
     conversion matches its input's level by design, so there it is a check, live it is a measurement).
 """
