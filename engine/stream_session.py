@@ -22,12 +22,14 @@ ends after it. Content runs in a worker thread while pitch runs (`content_thread
 same either way. Offline normalises the whole file's level; live applies a fixed `input_gain_db` and a
 slow level follower (`follow_level`). docs/architecture.md gives the measured effect of each setting.
 
-A block whose conversion raises plays as silence (`stats.failed` says why, `stats.failures` counts them)
-and closes the gate: the next loud block restarts every stream on the same timeline, with a fade-in.
+A block whose conversion raises plays as silence (`stats.failed` says why, `stats.failures` counts them),
+and the next block restarts every stream on the same timeline (as if a new recording began there), with a
+fade-in.
 
-Noise gate (engine/noise_gate.py): no inference while the input is quiet; when it reopens, every stream
-restarts at time 0 at that block. While the gate stays open, the output does not depend on how the input
-was cut into blocks: run_offline() with any block size gives the same samples.
+Noise gate (engine/noise_gate.py): silence out while the input is quiet; the streams keep running through
+it. The output does not depend on how the input was cut into blocks (until a failed block restarts the
+streams): run_offline() with any block size gives the same samples, apart from the gate's fades, which
+fall on block boundaries.
 """
 from __future__ import annotations
 
@@ -294,6 +296,7 @@ class StreamSession:
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
         self.origin = 0            # n_total at which the current stream started
+        self._stale = False        # a block failed: the next one restarts the streams
         self.gate.reset()
         self.stats = SessionStats()
 
@@ -339,17 +342,18 @@ class StreamSession:
         st.frames, st.input_f0_hz, st.output_f0_hz = 0, 0.0, 0.0
         st.input_level_db = _level_db(x)
 
-        if self.gate.step(st.input_level_db, n, self.n_total):  # reopens: a new recording begins here
+        if self.gate.step(st.input_level_db, n, self.n_total, preroll=self.block_size):
+            st.restarts += 1
+        if self._stale:  # a failed block left the streams half-way: a new recording begins here
             self.origin = self.n_total
             self._restart_streams()
-            st.restarts += 1
-        y = np.zeros(n, np.float32)
-        if self.gate.open:
-            try:
-                y = self._convert(x)
-            except Exception as e:  # noqa: BLE001 - one bad block must not end the show
-                st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
-                self.gate.fail()  # the next loud block restarts
+            self.gate.restarted(self.n_total)
+            self._stale = False
+        try:
+            y = self._convert(x)
+        except Exception as e:  # noqa: BLE001 - one bad block must not end the show
+            st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
+            y, self._stale = np.zeros(n, np.float32), True
         self.gate.apply(y, self.n_total)
         self.n_total += n
         st.gated = self.gate.gated
