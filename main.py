@@ -77,9 +77,9 @@ def _convert_pipeline(a: argparse.Namespace, out) -> str:
     from engine.reference import reference_for
     from engine.session_config import SessionConfig
 
-    gate = {} if a.gate_db is None else {"gate_db": a.gate_db}
+    gate = float("-inf") if a.gate_db is None else a.gate_db  # a file has no room noise to keep out, unless asked
     cfg = SessionConfig(voice=a.voice, reference=reference_for(a.voice, a.ref), key=a.key, formant=a.formant,
-                        steps=a.steps, pitch=a.pitch, vocoder=a.vocoder, model=a.model, device=a.device, **gate)
+                        steps=a.steps, pitch=a.pitch, vocoder=a.vocoder, model=a.model, device=a.device, gate_db=gate)
     shown = 0.0
 
     def progress(done: float, whole: float) -> None:  # a line a minute of audio
@@ -90,7 +90,7 @@ def _convert_pipeline(a: argparse.Namespace, out) -> str:
 
     res = convert_file(cfg, a.input, out, force=True, progress=progress)
     print(res.summary(a.input, out))
-    flags = f"--input-gain-db {res.input_gain_db:.17g}" + ("" if a.gate_db is None else f" --gate-db={a.gate_db:g}")
+    flags = f"--input-gain-db {res.input_gain_db:.17g} --gate-db={gate:g}"
     print(f"the same samples live: `stream IN OUT {flags}` with the same voice, key and vocoder")
     return res.vocoder
 
@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--check-pitch", action="store_true",
                    help="also print how far the output's melody is from the input's (Harvest f0, x key)")
     c.add_argument("--gate-db", type=float, default=None,
-                   help="noise gate threshold of the live pipeline (dBFS; default -50 as live; -inf: no gate)")
+                   help="the live noise gate's threshold (dBFS; default: no gate; live uses -50): hear what `live` "
+                        "plays between phrases")
     c.add_argument("--whole", action="store_true",
                    help="the whole-file converter instead of the live pipeline (features over the whole file; up to "
                         "30 min; what --sampler teacher always uses)")

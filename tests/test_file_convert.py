@@ -37,22 +37,24 @@ def test_the_file_gain_is_the_whole_file_normalisation(tmp_path):
         file_input_gain_db(tmp_path / "silent.wav")
 
 
-def test_convert_equals_stream_with_the_same_settings(tmp_path, capsys):
+@pytest.mark.parametrize("gate", [[], ["--gate-db", "-50"]])
+def test_convert_equals_stream_with_the_flags_it_prints(tmp_path, capsys, gate):
     x = harmonic(220.0, 2.0, SR, amp=0.2, vibrato_cents=30.0)
-    x[int(0.8 * SR): int(1.3 * SR)] = 0.0  # a rest long enough for the default gate to close and reopen
+    x[int(0.8 * SR): int(1.3 * SR)] = 0.0  # a rest long enough for the live gate to close and reopen
     src, conv, streamed = tmp_path / "in.wav", tmp_path / "conv.wav", tmp_path / "stream.wav"
     _write(src, x)
-    assert main.main(["convert", str(src), str(conv), "--vocoder", "hn", "--key", "3"]) == 0
+    assert main.main(["convert", str(src), str(conv), "--vocoder", "hn", "--key", "3", *gate]) == 0
     said = capsys.readouterr().out
     assert "through the live pipeline" in said
-    gain = float(said.split("--input-gain-db ")[1].split("`")[0].split()[0])
-    assert main.main(["stream", str(src), str(streamed), "--fast", "--vocoder", "hn", "--key", "3",
-                      "--input-gain-db", repr(gain)]) == 0
+    flags = said.split("`stream IN OUT ")[1].split("`")[0].split()
+    assert main.main(["stream", str(src), str(streamed), "--fast", "--vocoder", "hn", "--key", "3", *flags]) == 0
     y, sr = sf.read(str(conv), dtype="float32")
     ref, _ = sf.read(str(streamed), dtype="float32")
     assert sr == SR and len(y) == len(ref) == len(x)
     assert np.sum(ref ** 2) > 1e-3  # the conversion is not silence
     assert _rel_db(y, ref) <= -60.0  # the same samples (both written as 16-bit PCM)
+    rest = y[int(1.08 * SR): int(1.18 * SR)]  # where the gate is closed, latency removed
+    assert (not np.any(rest)) == bool(gate)  # the gate, when asked for, mutes the rest
 
 
 def test_convert_live_memory_does_not_grow_with_the_length(tmp_path):
