@@ -105,7 +105,26 @@ class _TimeMajorDenoiser:
                     self.reset()
                 return np.zeros((0, x.shape[1]), np.float32)
             self.smooth_cache = pre[:1]  # replicate padding at the start
-        buf = np.concatenate([self.smooth_cache, pre], 0) if n else self.smooth_cache
+        cp_end = self._conditions(pre, last)
+        new = None
+        if n:
+            self.xs = np.concatenate([self.xs, x], 0) if self.xs.shape[0] else x
+            new = np.zeros((n, 2 * c), np.float32)  # (h, skip sum so far = 0)
+            new[:, :c] = (self.c_in * x) @ self.w_inp
+            new[:, :c] += self.b_inp
+        new = self._layers(new, last, cp_end)
+        keep = min(self.o)
+        if keep > self.cp0:
+            self.cp, self.cp0 = self.cp[keep - self.cp0:], keep
+        out = self._output(new)
+        if last:
+            self.reset()
+        return out
+
+    def _conditions(self, pre: np.ndarray, last: bool) -> int:
+        """The smoothing conv and every layer's condition projection on the new frames; returns the frame
+        index the projected conditions reach."""
+        buf = np.concatenate([self.smooth_cache, pre], 0) if pre.shape[0] else self.smooth_cache
         if last:
             buf = np.concatenate([buf, buf[-1:]], 0)
         m = buf.shape[0] - 2
@@ -116,13 +135,12 @@ class _TimeMajorDenoiser:
             proj += self.b_cond
             self.cp = np.concatenate([self.cp, proj], 0) if self.cp.shape[0] else proj
         self.smooth_cache = buf[max(m, 0):]
-        cp_end = self.cp0 + self.cp.shape[0]
-        new = None
-        if n:
-            self.xs = np.concatenate([self.xs, x], 0) if self.xs.shape[0] else x
-            new = np.zeros((n, 2 * c), np.float32)  # (h, skip sum so far = 0)
-            new[:, :c] = (self.c_in * x) @ self.w_inp
-            new[:, :c] += self.b_inp
+        return self.cp0 + self.cp.shape[0]
+
+    def _layers(self, new: np.ndarray | None, last: bool, cp_end: int) -> np.ndarray | None:
+        """The dilated gated layers, each on the rows its receptive field now allows; returns the last
+        layer's new (skip sum) rows, or None."""
+        c = self.c
         for i in range(self.n_layers):
             left, right = self.pads[i]
             d, taps = self.dil[i], self.taps[i]
@@ -150,22 +168,20 @@ class _TimeMajorDenoiser:
                 new = r + b[left: left + k, c:]
             self.bufs[i] = b[k:]
             self.o[i] = o + k
-        keep = min(self.o)
-        if keep > self.cp0:
-            self.cp, self.cp0 = self.cp[keep - self.cp0:], keep
+        return new
+
+    def _output(self, new: np.ndarray | None) -> np.ndarray:
+        """The skip head on the last layer's new rows, and the preconditioned output."""
         if new is None:
-            out = np.zeros((0, self.w_final.shape[1]), np.float32)
-        else:
-            k = new.shape[0]
-            hf = (new / self.sqrt_layers) @ self.w_skip
-            hf += self.b_skip
-            np.maximum(hf, 0.0, out=hf)
-            fin = hf @ self.w_final
-            fin += self.b_final
-            out = self.c_skip * self.xs[:k] + self.c_out * fin
-            self.xs = self.xs[k:]
-        if last:
-            self.reset()
+            return np.zeros((0, self.w_final.shape[1]), np.float32)
+        k = new.shape[0]
+        hf = (new / self.sqrt_layers) @ self.w_skip
+        hf += self.b_skip
+        np.maximum(hf, 0.0, out=hf)
+        fin = hf @ self.w_final
+        fin += self.b_final
+        out = self.c_skip * self.xs[:k] + self.c_out * fin
+        self.xs = self.xs[k:]
         return out.astype(np.float32, copy=False)
 
 
