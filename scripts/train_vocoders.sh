@@ -15,8 +15,9 @@ PY=.venv/bin/python
 [ -f data/corpus/corpus.json ] || $PY main.py corpus data/corpus --seed 0
 [ -f data/features/index.json ] || $PY main.py preprocess data/corpus data/features
 [ -f data/features_real/index.json ] || $PY main.py preprocess "$REAL" data/features_real
-# nsf: stage 1 from the V1 (configs/vocoder_nsf.toml, 700 steps shipped), stage 2 with the decoder's mels
-# (configs/vocoder_nsf_gta.toml, 500 steps shipped). hn, hn-causal: 800 steps from the shipped corpus-only ones,
+# nsf: stage 1 from the V1 (configs/vocoder_nsf.toml, 700 steps), stage 2 with the decoder's mels
+# (configs/vocoder_nsf_gta.toml, 500 steps), stage 3 the same mix at a lower rate (configs/vocoder_nsf_gta_more.toml,
+# 2000 steps; the shipped one). hn, hn-causal: 800 steps from the shipped corpus-only ones,
 # then 2400 more from that run (each run resumes when started again). The shipped hn is the 800-step run's
 # (the 2400 more steps lowered its DNSMOS on held-out real singing); hn-causal is the longer run's.
 stage() {  # KIND CONFIG RUN INIT [STEPS]   (nsf: real + corpus features; hn: real features + the corpus, exact f0)
@@ -32,7 +33,8 @@ for v in "${WHICH[@]}"; do
       [ -n "$(ls data/features_real/*/*/*.gta.npy 2>/dev/null | head -1)" ] || \
         $PY main.py gta-mels data/features_real,data/features
       stage nsf configs/vocoder_nsf_gta.toml vocoder_nsf_gta runs/vocoder_nsf/vocoder 500
-      $PY main.py export-vocoder runs/vocoder_nsf_gta models/pretrained/vocoder_nsf --force ;;
+      stage nsf configs/vocoder_nsf_gta_more.toml vocoder_nsf_gta2 runs/vocoder_nsf_gta/vocoder
+      $PY main.py export-vocoder runs/vocoder_nsf_gta2 models/pretrained/vocoder_nsf --force ;;
     hn|hn-causal)
       name=vocoder_${v/-/_}; cfg=configs/vocoder_${v/-/_}_real.toml
       stage hn "$cfg" "$name" "models/pretrained/$name"
