@@ -26,7 +26,7 @@ class VoicePanel(QWidget):
         self.steps = b.integer("steps", 1, 8, "", "Decoder steps: 1 = one-step (fastest, live default); "
                                                   "more = quality mode, more compute per block (next start)")
         self.gate_db = b.double("gate_db", -90, 0, 1, " dB", 0,
-                                "Noise gate threshold (live): input below it is silence and skips conversion")
+                                "Noise gate threshold (live): input below it for the hold is silence out")
         self.gate_hold_ms = b.double("gate_hold_ms", 0, 2000, 10, " ms", 0,
                                      "How long the gate stays open after the voice drops below the threshold")
         self.vocoder = b.combo("vocoder", [("auto (fast on CPU, best on GPU)", None)] + [(v, v) for v in VOCODERS],
