@@ -152,8 +152,9 @@ class StreamSession:
         base_s = PITCH_WINDOW_S if str(cfg.pitch).strip().lower() == "fcpe" else 0.32  # dio, harvest: longer
         window_s = cfg.pitch_window_s or max(base_s, 2 * self.content_chunk / CONTENT_SAMPLE_RATE)
         if window_s * CONTENT_SAMPLE_RATE < self.content_chunk + 160 * round(cfg.pitch_right_ms / 10.0):
-            raise ComoliveError(f"a pitch window of {1000 * window_s:g} ms is shorter than the {self.content_chunk_ms:g} ms "
-                                f"chunk and its right context: make it longer or the block shorter")
+            raise ComoliveError(f"a pitch window of {1000 * window_s:g} ms is shorter than the "
+                                f"{self.content_chunk_ms:g} ms chunk and its right context: make it longer or the "
+                                f"block shorter")
         self.pitch = PitchStream(window_s=window_s, chunk_samples=self.content_chunk, extractor=pitch_ex,
                                  right_frames=int(round(cfg.pitch_right_ms / 10.0)))
         la = cfg.loudness_lookahead_ms
