@@ -17,10 +17,10 @@ from models.formant import FORMANT_RANGE
 
 MIN_RATE, MAX_RATE = 16000, 96000
 MIN_BLOCK_MS, MAX_BLOCK_MS = 5.0, 1000.0
-KEY_RANGE = 24         # semitones either way (as main.py)
-# The live FCPE window (0.32 s for dio and harvest; pitch_window_s overrides both). 0.32 s was measured against it (docs/results.md,
-# "Live pitch window"): +0.13 DNSMOS on 24 sung clips of the real train split but none on the held-out pairs,
-# whose melody error rose by 0.5 cents, for 2-3 ms more CPU a block: not the default.
+KEY_RANGE = 24         # semitones either way (as engine/arg_types.py)
+# The live FCPE window (0.32 s for dio and harvest; pitch_window_s overrides both). 0.32 s was measured against
+# it (docs/results.md, "Live pitch window"): +0.13 DNSMOS on 24 sung clips of the real train split but none on
+# the held-out pairs, whose melody error rose by 0.5 cents, for 2-3 ms more CPU a block: not the default.
 PITCH_WINDOW_S = 0.16
 LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", "input_gain_db")
 
