@@ -35,12 +35,14 @@ class FileConversion:
     compute_s: float
     failed_blocks: int
     vocoder: str
+    voice: str
+    key: float
 
     def summary(self, src, dst) -> str:
-        return (f"converted {src} ({self.seconds:.2f} s) -> {dst} through the live pipeline (vocoder "
-                f"{self.vocoder}, input gain {self.input_gain_db:+.1f} dB, latency {self.latency_ms:.1f} ms "
-                f"removed); {self.compute_s:.2f} s compute ({self.compute_s / max(self.seconds, 1e-9):.2f}x real "
-                f"time)" + (f"; {self.failed_blocks} block(s) failed and play as silence" if self.failed_blocks
+        return (f"converted {src} ({self.seconds:.2f} s) -> {dst} through the live pipeline: voice "
+                f"'{self.voice}', key {self.key:+g}, vocoder {self.vocoder}, input gain {self.input_gain_db:+.1f} dB, "
+                f"latency {self.latency_ms:.1f} ms removed; {self.compute_s:.2f} s compute "
+                f"({self.compute_s / max(self.seconds, 1e-9):.2f}x real time)" + (f"; {self.failed_blocks} block(s) failed and play as silence" if self.failed_blocks
                             else ""))
 
 
@@ -113,5 +115,5 @@ def convert_file(config: SessionConfig, src: str | os.PathLike, dst: str | os.Pa
     finally:
         session.close()
     return FileConversion(n_in / sr, sr, gain, session.latency_ms, time.process_time() - t0,
-                          session.stats.failures, session.vocoder_name)
+                          session.stats.failures, session.vocoder_name, session.voice, float(config.key))
 
