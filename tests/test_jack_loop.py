@@ -124,7 +124,8 @@ def test_live_ends_with_one_line_when_the_audio_server_quits_and_at_ctrl_c(tmp_p
 
     root = Path(__file__).resolve().parent.parent
     name = f"comolive_lost{os.getpid()}{how[0]}"
-    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1")
+    # PYTHONFAULTHANDLER: a hang below is reported with every thread's stack (SIGABRT), not a bare timeout
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_AUDIO_RESERVATION="1", PYTHONFAULTHANDLER="1")
     server = _private_jackd(name)
     out_path = tmp_path / "out.txt"
     try:
@@ -139,7 +140,11 @@ def test_live_ends_with_one_line_when_the_audio_server_quits_and_at_ctrl_c(tmp_p
                 server.terminate()
             else:
                 live.send_signal(signal.SIGINT)
-            _, err = live.communicate(timeout=30)  # a hang fails here
+            try:
+                _, err = live.communicate(timeout=30)  # a hang fails here, with the threads' stacks
+            except subprocess.TimeoutExpired:
+                live.send_signal(signal.SIGABRT)
+                raise AssertionError(f"{how}: still running 30 s later\n{live.communicate(timeout=20)[1][-6000:]}")
         errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
         if how == "server quits":
             assert live.returncode == 2 and len(errors) == 1, err
