@@ -130,8 +130,11 @@ def test_live_ends_with_one_line_when_the_audio_server_quits_and_at_ctrl_c(tmp_p
     out_path = tmp_path / "out.txt"
     try:
         with open(out_path, "w") as out:
+            # a shell that runs the suite in the background ignores SIGINT and children inherit that: `live`
+            # gets it back, as when started from a terminal
             live = subprocess.Popen([sys.executable, "main.py", "live", "--seconds", "300"], stdout=out,
-                                    stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+                                    stderr=subprocess.PIPE, text=True, env=env, cwd=root,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             end = time.monotonic() + 240
             while "compute p50" not in out_path.read_text() and live.poll() is None and time.monotonic() < end:
                 time.sleep(0.2)
