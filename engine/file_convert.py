@@ -42,8 +42,8 @@ class FileConversion:
         return (f"converted {src} ({self.seconds:.2f} s) -> {dst} through the live pipeline: voice "
                 f"'{self.voice}', key {self.key:+g}, vocoder {self.vocoder}, input gain {self.input_gain_db:+.1f} dB, "
                 f"latency {self.latency_ms:.1f} ms removed; {self.compute_s:.2f} s compute "
-                f"({self.compute_s / max(self.seconds, 1e-9):.2f}x real time)" + (f"; {self.failed_blocks} block(s) failed and play as silence" if self.failed_blocks
-                            else ""))
+                f"({self.compute_s / max(self.seconds, 1e-9):.2f}x real time)"
+                + (f"; {self.failed_blocks} block(s) failed and play as silence" if self.failed_blocks else ""))
 
 
 def _mono_blocks(f: sf.SoundFile, size: int):

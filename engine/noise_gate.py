@@ -2,8 +2,8 @@
 
 The gate mutes; it does not pause the conversion. Every stream keeps running through a pause, so a phrase
 after a breath starts with its context (a restart at every reopening made each phrase begin cold: on real
-singing that cost about 0.2 DNSMOS, docs/results.md). Only a long pause stops the conversion (the session's
-SLEEP_S, engine/stream_session.py). When the input block level has stayed below the
+singing that cost about 0.2 DNSMOS, docs/results.md). Only a long pause, `sleep` beyond the hold and the
+latency, tells the session to stop converting (`asleep`). When the input block level has stayed below the
 threshold for the hold plus the latency (so that the output of the last loud input, and `hold` of what
 follows it, are played), the output fades to silence over FADE_MS. The next block at or above the threshold
 reopens it, and the output fades in where that onset plays: one block before it plus the latency (an onset
@@ -18,8 +18,8 @@ FADE_MS = 5.0  # fade out / in
 
 
 class NoiseGate:
-    def __init__(self, sample_rate: int, threshold_db: float, hold_ms: float, latency: int):
-        self.sr, self.latency = int(sample_rate), int(latency)
+    def __init__(self, sample_rate: int, threshold_db: float, hold_ms: float, latency: int, sleep: int):
+        self.sr, self.latency, self.sleep = int(sample_rate), int(latency), int(sleep)
         self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
         self.set(threshold_db, hold_ms)
         self.reset()
@@ -42,6 +42,11 @@ class NoiseGate:
         """No output this block (closed, and not fading out)."""
         return not self.open and not self.closing
 
+    @property
+    def asleep(self) -> bool:
+        """Closed for `sleep` samples beyond the hold and the latency: a long pause."""
+        return not self.open and self.quiet >= self.hold + self.latency + self.sleep
+
     def step(self, level_db: float, n: int, t: int, preroll: int = 0) -> bool:
         """The decision for the block of n samples that starts at input sample t (level: its dBFS), whose
         onset may have begun up to `preroll` samples before t; True when the gate reopens here."""
@@ -56,8 +61,8 @@ class NoiseGate:
         return False
 
     def restarted(self, t: int) -> None:
-        """The streams began again at input sample t (after a failed block): their first output, `latency`
-        samples later, fades in."""
+        """The streams began again at input sample t (a show's start, a long pause or a failed block before):
+        their first output, `latency` samples later, fades in."""
         self.fade_in_at = t + self.latency
 
     def apply(self, y: np.ndarray, t: int) -> None:

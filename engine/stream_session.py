@@ -126,8 +126,7 @@ class StreamSession:
         self.formant = Ramp(cfg.formant)
         self.speaker = Ramp(self.model.speaker(self.voice) if cfg.reference is None else
                             self._reference_embedding(cfg.reference))
-        self.gate = NoiseGate(self.sr, cfg.gate_db, cfg.gate_hold_ms, self.latency_samples)
-        self.sleep = int(SLEEP_S * self.sr)
+        self.gate = NoiseGate(self.sr, cfg.gate_db, cfg.gate_hold_ms, self.latency_samples, int(SLEEP_S * self.sr))
         self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
         self.stats = SessionStats()
         self._run_lock = threading.Lock()
@@ -348,7 +347,7 @@ class StreamSession:
 
         if self.gate.step(st.input_level_db, n, self.n_total, preroll=self.block_size):
             st.restarts += 1
-        if not self.gate.open and self.gate.quiet >= self.gate.hold + self.latency_samples + self.sleep:
+        if self.gate.asleep:
             self._stale = True  # a long pause: no conversion until the voice comes back
         if self._stale and self.gate.open:  # a new recording begins here (a show's start, a long pause, a failure)
             self.origin = self.n_total
@@ -361,7 +360,7 @@ class StreamSession:
                 y = self._convert(x)
             except Exception as e:  # noqa: BLE001 - one bad block must not end the show
                 st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
-                y, self._stale = np.zeros(n, np.float32), True
+                self._stale = True
         self.gate.apply(y, self.n_total)
         self.n_total += n
         st.gated = self.gate.gated
