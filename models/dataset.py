@@ -25,7 +25,8 @@ the decoder learns conversion directly, so timbre leaking through content featur
 Real recordings (index entries with `real`: no parallel renditions) teach by reconstruction: the
 content comes from the timbre-perturbed copy stored beside it (`content_pert`, training/perturb.py) with
 probability `pert_prob`, and the speaker is always the utterance's own d-vector (a label may cover
-several unnamed speakers). `MixedDataset` draws items from several caches (e.g. the synthetic corpus
+several unnamed speakers), its virtual voices included: a real cache has a timbres.npz of its own, so
+the few singers it holds become many. `MixedDataset` draws items from several caches (e.g. the synthetic corpus
 and real recordings) in fixed proportions.
 """
 from __future__ import annotations
@@ -97,8 +98,7 @@ class FeatureDataset:
         root = Path(feats_dir)
         self.pert_prob = float(pert_prob)
         self.utt_speaker_prob, self.timbre_prob = float(utt_speaker_prob), float(timbre_prob)
-        self.timbre_shifts, timbres = (load_timbres(root) if self.timbre_prob > 0 and not _all_real(root)
-                                       else (np.zeros(0, np.float32), {}))
+        self.timbre_shifts, timbres = (load_timbres(root) if self.timbre_prob > 0 else (np.zeros(0, np.float32), {}))
         self.aug_shift_prob, self.aug_shift_max = float(aug_shift[0]), float(aug_shift[1])
         excluded = set(exclude_voices)
         index_path = root / "index.json"
@@ -145,10 +145,9 @@ class FeatureDataset:
         return tgt, tgt
 
     def speaker(self, rng: random.Random, tgt: Utterance) -> tuple[np.ndarray, float]:
-        """(d-vector, timbre shift in semitones) for a target: its voice or a virtual voice, mean or own."""
-        if tgt.real:
-            return tgt.spk, 0.0
-        own = self.utt_speaker_prob > 0 and rng.random() < self.utt_speaker_prob
+        """(d-vector, timbre shift in semitones) for a target: its voice or a virtual voice, mean or own
+        (always its own for a real recording: a label may cover several unnamed speakers)."""
+        own = tgt.real or (self.utt_speaker_prob > 0 and rng.random() < self.utt_speaker_prob)
         if tgt.timbres is not None and self.timbre_prob > 0 and rng.random() < self.timbre_prob:
             j = rng.randrange(len(self.timbre_shifts))
             return (tgt.timbres[j] if own else self.timbre_means[tgt.voice][j]), float(self.timbre_shifts[j])
@@ -202,14 +201,6 @@ class MixedDataset:
     def batch(self, rng: random.Random, size: int, length: int) -> dict[str, torch.Tensor]:
         picks = rng.choices(self.datasets, weights=self.weights, k=size)
         return collate([d.draw(rng, length) for d in picks])
-
-
-def _all_real(root: Path) -> bool:
-    """A cache of real recordings only has no virtual voices to load (timbres are for the corpus)."""
-    try:
-        return all(u.get("real", False) for u in json.loads((root / "index.json").read_text())["utterances"])
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

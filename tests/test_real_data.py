@@ -15,6 +15,8 @@ from engine.pitch import make_pitch_extractor
 from training.preprocess import preprocess_dataset
 from evaluation.speaker_probe import speaker_probe
 from models.dataset import FeatureDataset, MixedDataset
+from models.formant import warp_mel
+from training.timbres import build_timbres
 from tests.helpers import harmonic
 
 HEAD = "path\tsplit\tkind\tspeaker\tlanguage\tsample_rate\tseconds\tsource\tlicence\n"
@@ -87,6 +89,16 @@ def test_real_items_reconstruct_from_perturbed_content_beside_the_corpus(real_fe
     mixed = MixedDataset([real, FeatureDataset(real_feats, "train", pert_prob=0.0)], [0.5, 0.5])
     batch = mixed.batch(random.Random(0), 6, 32)
     assert batch["content"].shape == (6, 32, 384) and mixed.voices == real.voices
+
+
+@pytest.mark.slow
+def test_real_cache_gets_virtual_voices_of_its_own_utterances(real_feats) -> None:
+    build_timbres(real_feats, [-2.0, 2.0], progress=False)
+    real = FeatureDataset(real_feats, "train", timbre_prob=1.0)
+    u = real.utts[0]
+    spk, k = real.speaker(random.Random(0), u)
+    assert k in (-2.0, 2.0) and np.array_equal(spk, u.timbres[list(real.timbre_shifts).index(k)])
+    assert np.allclose(real.item(u, u, 0, 32, speaker=spk, timbre=k)["mel"], warp_mel(u.mel[:, :32], k))
 
 
 def test_speaker_probe_scores_original_and_perturbed_content(real_feats, tmp_path) -> None:
