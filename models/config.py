@@ -93,6 +93,7 @@ class TrainConfig:
     utt_speaker_prob: float = 0.0  # chance of conditioning on the utterance's own d-vector, not the voice mean
     timbre_prob: float = 0.0  # chance of a virtual voice (FEATS/timbres.npz, `main.py timbres`) as the target
     pert_prob: float = 1.0  # chance that a real recording's content comes from its timbre-perturbed copy
+    speaker_drop: float = 0.0  # teacher: chance of an item conditioned on no speaker (zeros), for speaker guidance
     data_weights: list = field(default_factory=list)  # share of items from each feature folder (FEATS=a,b,...)
     checkpoint_every: int = 500
     validate_every: int = 1000
@@ -104,6 +105,7 @@ class TrainConfig:
     distill_n: int = 25  # N in the Karras discretisation
     ema_decay: float = 0.95
     teacher_solver: str = "heun"
+    speaker_guidance: float = 0.0  # w: the teacher's ODE steps follow D(s) + w (D(s) - D(no speaker)) (models/consistency.py)
     # progressive distillation (distill --method progressive): halvings from base_steps Heun steps down to 1
     progressive_base_steps: int = 8
     progressive_round_steps: int = 200

@@ -16,10 +16,10 @@ AT_LEAST_ONE = {"steps", "batch_size", "segment_frames", "checkpoint_every", "va
                 "content_dim", "speaker_dim", "cond_dim", "layers", "channels", "kernel_size", "dilation_cycle",
                 "n_harmonics", "n_noise_bands"}
 AT_LEAST_ZERO = {"context_frames", "lookahead_frames", "lookahead", "seed", "inject_from", "mel_weight",
-                 "aug_shift_max", "blur_max_bins"}
+                 "aug_shift_max", "blur_max_bins", "speaker_guidance"}
 ABOVE_ZERO = {"lr", "lr_min", "grad_clip", "sigma_data", "sigma_min", "sigma_max", "rho", "p_std",
               "source_lr_scale"}
-UNIT = {"ema_decay"}  # and every *_prob
+UNIT = {"ema_decay", "speaker_drop"}  # and every *_prob
 
 
 def _kind_ok(annotation: str, value) -> bool:

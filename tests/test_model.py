@@ -182,3 +182,46 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
     assert steps == ["10", "20", "30", "40"]
     (tmp_path / "b" / "last.json").write_text(json.dumps({"step": 3, "kind": "teacher"}))
     assert load_checkpoint(tmp_path / "b" / "last")[1]["step"] == 40
+
+
+def test_speaker_drop_trains_the_teacher_without_a_speaker(tmp_path):
+    feats = write_tiny_cache(tmp_path / "feats", tiny_model_config())
+    batch = None
+    losses = {}
+    for drop in (0.0, 1.0):
+        run = TrainingRun(feats, tmp_path / f"r{drop}", tiny_run_config(speaker_drop=drop), progress=False)
+        torch.manual_seed(1)
+        torch.nn.init.normal_(run.model.net.final.weight, std=0.1)  # a fresh output layer is zero: no speaker effect
+        if batch is None:
+            batch = run.prepare(FeatureDataset(feats, "train").batch(random.Random(5), 8, 32))
+        other = {**batch, "speaker": torch.roll(batch["speaker"], 1, dims=1)}  # another speaker per item
+        with torch.no_grad():
+            losses[drop] = []
+            for b in (batch, other):
+                torch.manual_seed(0)
+                losses[drop].append(run.loss(b).item())
+    assert losses[1.0][0] == losses[1.0][1]   # every item dropped: the speaker plays no part
+    assert losses[0.0][0] != losses[0.0][1]
+
+
+def test_speaker_guidance_amplifies_what_the_speaker_changes():
+    cfg = tiny_model_config()
+    torch.manual_seed(0)
+    teacher = EDMDecoder(cfg).eval()
+    torch.nn.init.normal_(teacher.net.final.weight, std=0.1)  # a fresh output layer is zero: no speaker effect
+    t = 24
+    feats = collate([{"mel": np.zeros((cfg.n_mels, t), np.float32),
+                      "content": np.random.default_rng(0).standard_normal((t, cfg.content_dim)).astype(np.float32),
+                      "f0": np.full(t, 200, np.float32), "voiced": np.ones(t, np.float32),
+                      "loudness": np.full(t, -20, np.float32), "speaker": np.eye(cfg.speaker_dim, dtype=np.float32)[1]}])
+    x, sigma = torch.randn(1, cfg.n_mels, t), torch.tensor([0.7])
+    cond = teacher.encode_condition(feats)
+    null = teacher.encode_condition({**feats, "speaker": torch.zeros_like(feats["speaker"])})
+    with torch.no_grad():
+        d, d0 = teacher.denoise(x, sigma, cond), teacher.denoise(x, sigma, null)
+        plain = ConsistencyDistiller(teacher).teacher_denoise(x, sigma, cond, None)
+        guided = ConsistencyDistiller(teacher, guidance=1.5).teacher_denoise(x, sigma, cond, null)
+    assert torch.equal(plain, d)
+    assert torch.allclose(guided, d + 1.5 * (d - d0), atol=1e-6) and not torch.allclose(guided, d)
+    distiller = ConsistencyDistiller(teacher, guidance=1.0)
+    assert torch.isfinite(distiller.loss(torch.randn(1, cfg.n_mels, t), feats))

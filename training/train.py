@@ -132,6 +132,10 @@ class TrainingRun:
         return {"model." + k: v for k, v in self.model.state_dict().items()}
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        drop = self.cfg.train.speaker_drop
+        if drop > 0:  # some items with no speaker: the unconditional teacher speaker guidance needs
+            keep = (torch.rand(len(batch["speaker"]), 1, device=batch["speaker"].device) >= drop).float()
+            batch = {**batch, "speaker": batch["speaker"] * keep}
         return self.model.loss(batch["mel"], batch, batch["mask"])
 
     def after_step(self) -> None:
@@ -273,7 +277,8 @@ class DistillationRun(TrainingRun):
 
     def build(self) -> None:
         tc = self.cfg.train
-        self.distiller = ConsistencyDistiller(self.teacher, tc.distill_n, tc.ema_decay, tc.teacher_solver)
+        self.distiller = ConsistencyDistiller(self.teacher, tc.distill_n, tc.ema_decay, tc.teacher_solver,
+                                              tc.speaker_guidance)
         self.model = self.distiller.student
 
     def restore(self, tensors):
