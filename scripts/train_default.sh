@@ -4,10 +4,9 @@
 # REAL_DIR: real recordings, a folder with a MANIFEST.tsv (only its "train" rows are read) or one
 # sub-folder per singer. Stages (each resumes or reuses its output when run again; logs: runs/default/):
 #   1. synthetic corpus -> features -> virtual voices -> EDM teacher (configs/default.toml, ~1.5 h)
-#   2. real recordings -> features (content also from timbre-perturbed copies) and their virtual voices ->
-#      the teacher retrained on corpus + real (configs/default_real.toml) -> consistency student ->
-#      models/pretrained/default
-# INIT=models/pretrained/default_teacher skips stage 1's training and starts stage 2 from the shipped teacher.
+#   2. real recordings -> features (content also from timbre-perturbed copies) -> the teacher retrained on
+#      corpus + real (configs/default_real.toml) -> consistency student -> models/pretrained/default
+# INIT=models/pretrained/default skips stage 1's training and starts stage 2 from the shipped decoder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -17,10 +16,8 @@ mkdir -p runs/default
 [ -f data/corpus/corpus.json ] || $PY main.py corpus data/corpus --seed 0
 [ -f data/features/index.json ] || $PY main.py preprocess data/corpus data/features
 [ -f data/features_real/index.json ] || $PY main.py preprocess "$REAL" data/features_real
-for feats in data/features data/features_real; do  # virtual voices of both caches (training/timbres.py)
-  [ -f $feats/timbres.npz ] || $PY main.py timbres $feats
-done
 if [ -z "${INIT:-}" ]; then
+  [ -f data/features/timbres.npz ] || $PY main.py timbres data/features
   resume=""; [ -f runs/default/teacher/last.json ] && resume="--resume"
   $PY main.py train data/features runs/default/teacher --config configs/default.toml $resume \
     ${TEACHER_STEPS:+--steps $TEACHER_STEPS}
