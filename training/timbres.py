@@ -28,6 +28,7 @@ from models.errors import AudioInputError, ComoliveError
 from models.formant import warp_mel
 from models.vocoders import load_vocoder
 
+
 def _embedding(spk: SpeakerEncoder, wav: np.ndarray, sr: int) -> np.ndarray | None:
     """The d-vector of a rendering, or None where the encoder's voice detector keeps too little of it."""
     try:
