@@ -9,6 +9,7 @@ import torch
 
 from models.dataset import FeatureDataset, collate
 from models.edm import EDMDecoder, mel_to_unit
+from models.errors import ComoliveError
 from models.progressive import ProgressiveDecoder, ProgressiveDistiller
 from models.voice_model import VoiceModel
 from training.train import ProgressiveRun, TrainingRun
@@ -66,6 +67,9 @@ def test_a_halving_learns_two_teacher_steps_in_one_on_a_toy_set(tmp_path):
 def test_rounds_write_a_student_per_halving_that_samples_deterministically(tmp_path):
     cfg, feats, batch = _toy(tmp_path)
     TrainingRun(feats, tmp_path / "teacher", tiny_run_config(steps=2), progress=False).run()
+    guided = tiny_run_config(progressive_base_steps=4, speaker_guidance=1.0)
+    with pytest.raises(ComoliveError, match="consistency distillation only"):
+        ProgressiveRun(feats, tmp_path / "pg", guided, teacher=tmp_path / "teacher" / "teacher_model", progress=False)
     rc = tiny_run_config(progressive_base_steps=4, progressive_round_steps=3)
     ProgressiveRun(feats, tmp_path / "pd", rc, teacher=tmp_path / "teacher" / "teacher_model", progress=False).run()
     for k in (2, 1):

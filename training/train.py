@@ -317,6 +317,9 @@ class ProgressiveRun(TrainingRun):
         vm = VoiceModel.load(teacher)
         if vm.decoder_or_none("teacher") is None:
             raise ComoliveError(f"{teacher}: holds no teacher decoder to distil")
+        if cfg.train.speaker_guidance:
+            raise ComoliveError("speaker_guidance is distilled by consistency distillation only (distill "
+                                "--method consistency); progressive distillation would leave it out")
         base = cfg.train.progressive_base_steps
         if base < 2 or base & (base - 1):
             raise ComoliveError(f"progressive_base_steps must be a power of two of at least 2, got {base}")
