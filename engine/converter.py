@@ -14,7 +14,7 @@ import torch
 
 from engine.feature_pipeline import FeaturePipeline
 from engine.loudness_norm import match_level, normalize_level
-from engine.retrieval import ContentIndex, check_ratio
+from models.retrieval import ContentIndex, check_ratio
 from models.audio_io import resample
 from models.dataset import collate, interpolate_f0
 from models.denoiser import receptive_field
@@ -95,7 +95,7 @@ class Converter:
         """`formant`: semitones of formant shift (mel warp before an f0-driven vocoder keeps the pitch);
         `reference`: an engine.reference.Reference (zero-shot voice from clips) instead of a trained voice;
         `retrieval`: share of each content frame replaced by its nearest frames in the reference clips
-        (engine/retrieval.py)."""
+        (models/retrieval.py)."""
         seconds = len(wav) / sr
         if seconds < MIN_SECONDS:
             raise AudioInputError(f"input is too short ({seconds:.3f} s; at least {MIN_SECONDS} s needed)")

@@ -18,17 +18,21 @@ FADE_MS = 5.0  # fade out / in
 
 
 class NoiseGate:
-    def __init__(self, sample_rate: int, threshold_db: float, hold_ms: float, latency: int, sleep: int):
+    def __init__(self, sample_rate: int, threshold_db: float, hold_ms: float, latency: int, sleep: int,
+                 floor_db: float = float("-inf")):
         self.sr, self.latency, self.sleep = int(sample_rate), int(latency), int(sleep)
         self.fade = max(1, int(round(FADE_MS * self.sr / 1000.0)))
-        self.set(threshold_db, hold_ms)
+        self.set(threshold_db, hold_ms, floor_db)
         self.reset()
 
-    def set(self, threshold_db: float | None = None, hold_ms: float | None = None) -> None:
+    def set(self, threshold_db: float | None = None, hold_ms: float | None = None,
+            floor_db: float | None = None) -> None:
         if threshold_db is not None:
             self.threshold_db = float(threshold_db)
         if hold_ms is not None:
             self.hold = int(round(float(hold_ms) * self.sr / 1000.0))
+        if floor_db is not None:
+            self.floor = float(10.0 ** (float(floor_db) / 20.0))  # gain while closed (-inf dB: 0, a mute)
 
     def reset(self) -> None:
         """Closed, as at the start: the first loud block opens it."""
@@ -61,28 +65,28 @@ class NoiseGate:
         return False
 
     def restarted(self, t: int) -> None:
-        """The streams began again at input sample t (a show's start, a long pause or a failed block before):
+        """The streams resumed or began again at input sample t (a show's start, a long pause, a failed block):
         their first output, `latency` samples later, fades in."""
         self.fade_in_at = t + self.latency
 
     def apply(self, y: np.ndarray, t: int) -> None:
         """The fade-out over the block's start when the gate closes, silence while it is closed, and the
         fade-in, in place (y: the output block that starts at input-timeline sample t)."""
-        n = len(y)
+        n, lo = len(y), self.floor
         if self.closing:
-            ramp = np.zeros(n, np.float32)
+            ramp = np.full(n, lo, np.float32)
             f = min(self.fade, n)
-            ramp[:f] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(f) + 1) / f)
+            ramp[:f] = lo + (1.0 - lo) * (0.5 + 0.5 * np.cos(np.pi * (np.arange(f) + 1) / f))
             y *= ramp
             self.open = False
         elif not self.open:
-            y[:] = 0.0
+            y *= np.float32(lo)
         if self.fade_in_at is not None and self.open:
             a = self.fade_in_at - t  # fade start inside this block
             if a < n:
                 g = np.clip((np.arange(n) - a + 1) / self.fade, 0.0, 1.0)
-                y *= (0.5 - 0.5 * np.cos(np.pi * g)).astype(np.float32)
+                y *= (lo + (1.0 - lo) * (0.5 - 0.5 * np.cos(np.pi * g))).astype(np.float32)
                 if a + self.fade <= n:
                     self.fade_in_at = None
             else:
-                y[:] = 0.0
+                y *= np.float32(lo)

@@ -27,10 +27,12 @@ and the next block restarts every stream on the same timeline (as if a new recor
 fade-in.
 
 Noise gate (engine/noise_gate.py): silence out while the input is quiet; the streams keep running through
-a pause, so the next phrase starts with its context. A show starts with no conversion running, and a pause
-SLEEP_S longer than the hold stops it (an idle show costs nothing); the next loud block then starts a new
-recording. While a conversion runs, the output does not depend on how the input was cut into blocks:
-run_offline() with any block size gives the same samples, apart from the gate's fades.
+a pause, so the next phrase starts with its context. A pause SLEEP_S longer than the hold pauses the
+streams (an idle show costs nothing): their state is kept as it stood, and the next loud block carries on
+from it, as if the silence in between had not been, so that phrase starts with the context of the pause
+before it, as a phrase after a short pause does. A show starts paused, with empty streams. While a
+conversion runs, the output does not depend on how the input was cut into blocks: run_offline() with any
+block size gives the same samples, apart from the gate's fades.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ from models.formant import warp_mel_frames
 from models.voice_model import VoiceModel
 
 RESAMPLE_MS = 1.0      # half length of the FIR resampling kernels (= their delay)
-SLEEP_S = 2.0          # a pause this much longer than the gate's hold stops the conversion until the voice returns
+SLEEP_S = 2.0          # a pause this much longer than the gate's hold pauses the streams until the voice returns
 
 
 def _level_db(x: np.ndarray) -> float:
@@ -298,8 +300,9 @@ class StreamSession:
             self.level.clear()
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
-        self.origin = 0            # n_total at which the current stream started
-        self._stale = True         # no conversion running: the next loud block starts one (after a failure too)
+        self.origin = 0            # n_total - origin: the streams' own sample count (they skip paused time)
+        self._running = False      # paused: the next loud block resumes the streams
+        self._broken = False       # a block failed: the next loud block restarts them instead
         self.gate.reset()
         self.stats = SessionStats()
 
@@ -348,19 +351,23 @@ class StreamSession:
         if self.gate.step(st.input_level_db, n, self.n_total, preroll=self.block_size):
             st.restarts += 1
         if self.gate.asleep:
-            self._stale = True  # a long pause: no conversion until the voice comes back
-        if self._stale and self.gate.open:  # a new recording begins here (a show's start, a long pause, a failure)
-            self.origin = self.n_total
-            self._restart_streams()
+            self._running = False  # a long pause: the streams wait, as they stand, for the voice
+        if not self._running and self.gate.open:  # the voice is back (or a show's first phrase, or after a failure)
+            if self._broken:  # a failed block left the streams in an unknown state: a new recording begins here
+                self.origin = self.n_total
+                self._restart_streams()
+                self._broken = False
             self.gate.restarted(self.n_total)
-            self._stale = False
+            self._running = True
         y = np.zeros(n, np.float32)
-        if not self._stale:
+        if self._running:
             try:
                 y = self._convert(x)
             except Exception as e:  # noqa: BLE001 - one bad block must not end the show
                 st.failed, st.failures = f"{type(e).__name__}: {e}", st.failures + 1
-                self._stale = True
+                self._running, self._broken = False, True
+        else:
+            self.origin += n  # paused: the streams' time stands still
         self.gate.apply(y, self.n_total)
         self.n_total += n
         st.gated = self.gate.gated

@@ -93,6 +93,7 @@ class TrainConfig:
     utt_speaker_prob: float = 0.0  # chance of conditioning on the utterance's own d-vector, not the voice mean
     timbre_prob: float = 0.0  # chance of a virtual voice (FEATS/timbres.npz, `main.py timbres`) as the target
     pert_prob: float = 1.0  # chance that a real recording's content comes from its timbre-perturbed copy
+    retrieval_prob: float = 0.0  # chance that an item's content is blended with other recordings of its voice
     speaker_drop: float = 0.0  # teacher: chance of an item conditioned on no speaker (zeros), for speaker guidance
     data_weights: list = field(default_factory=list)  # share of items from each feature folder (FEATS=a,b,...)
     checkpoint_every: int = 500

@@ -28,6 +28,13 @@ probability `pert_prob`, and the speaker is always the utterance's own d-vector 
 several unnamed speakers), its virtual voices included: a real cache has a timbres.npz of its own, so
 the few singers it holds become many. `MixedDataset` draws items from several caches (e.g. the synthetic corpus
 and real recordings) in fixed proportions.
+
+Retrieval (`retrieval_prob`): an item's content is blended with its nearest frames among 3-10 s of the
+target voice's *other* recordings (models/retrieval.py, ratio drawn in 0..1), as `--retrieval R` blends a
+source with the reference clips' frames when converting. The retrieved frames carry the target's timbre
+(content features do, in part), so the decoder learns to take the voice from them too, not only from
+the d-vector. Other recordings of a voice: the same voice, another melody (synthetic), or the same label
+and a d-vector that agrees (real: a label may cover several unnamed speakers).
 """
 from __future__ import annotations
 
@@ -42,8 +49,11 @@ import torch
 from models.config import recorded_features
 from models.errors import ComoliveError
 from models.formant import warp_mel
+from models.retrieval import ContentIndex
 
 TIMBRES_FILE = "timbres.npz"
+RETRIEVAL_FRAMES = (260, 860)  # index size drawn per item, in frames: 3-10 s, a reference clip's length
+SAME_VOICE_MIN = 0.6  # real recordings under one label whose d-vectors agree less than this are not pooled
 
 
 def load_timbres(feats_dir: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -94,9 +104,9 @@ class FeatureDataset:
 
     def __init__(self, feats_dir: str | Path, split: str = "train", parallel_prob: float = 0.8,
                  aug_shift: tuple[float, float] = (0.0, 0.0), exclude_voices=(), utt_speaker_prob: float = 0.0,
-                 timbre_prob: float = 0.0, pert_prob: float = 1.0):
+                 timbre_prob: float = 0.0, pert_prob: float = 1.0, retrieval_prob: float = 0.0):
         root = Path(feats_dir)
-        self.pert_prob = float(pert_prob)
+        self.pert_prob, self.retrieval_prob = float(pert_prob), float(retrieval_prob)
         self.utt_speaker_prob, self.timbre_prob = float(utt_speaker_prob), float(timbre_prob)
         self.timbre_shifts, timbres = (load_timbres(root) if self.timbre_prob > 0 else (np.zeros(0, np.float32), {}))
         self.aug_shift_prob, self.aug_shift_max = float(aug_shift[0]), float(aug_shift[1])
@@ -128,6 +138,7 @@ class FeatureDataset:
             self.groups.setdefault(u.group, []).append(i)
         self.parallel_prob = parallel_prob
         self.voice_names = sorted(self.voices)
+        self.pools = self._retrieval_pools() if self.retrieval_prob > 0 else {}
         self.timbre_means: dict[str, np.ndarray] = {}   # voice -> [K, 256] mean d-vector of each virtual voice
         for v in self.voice_names if self.timbre_prob > 0 and timbres else ():
             mean = np.mean([u.timbres for u in self.utts if u.voice == v], axis=0)
@@ -135,6 +146,33 @@ class FeatureDataset:
 
     def __len__(self) -> int:
         return len(self.utts)
+
+    def _retrieval_pools(self) -> dict[int, list[int]]:
+        """Utterance -> the other recordings of its voice (another melody; for real ones, a d-vector that
+        agrees), the frames a retrieval index for it is drawn from."""
+        by_voice: dict[str, list[int]] = {}
+        for i, u in enumerate(self.utts):
+            by_voice.setdefault(u.voice, []).append(i)
+        pools = {}
+        for i, u in enumerate(self.utts):
+            pools[i] = [j for j in by_voice[u.voice] if self.utts[j].group != u.group
+                        and (not u.real or float(unit(u.spk) @ unit(self.utts[j].spk)) >= SAME_VOICE_MIN)]
+        return pools
+
+    def retrieval_index(self, rng: random.Random, target: int) -> ContentIndex | None:
+        """3-10 s of content frames from other recordings of the target's voice; None when it has none."""
+        pool = list(self.pools.get(target, ()))
+        if not pool:
+            return None
+        rng.shuffle(pool)
+        want, frames, n = rng.randint(*RETRIEVAL_FRAMES), [], 0
+        for j in pool:
+            c = self.utts[j].content
+            frames.append(c[: want - n])
+            n += len(frames[-1])
+            if n >= want:
+                break
+        return ContentIndex(np.concatenate(frames)) if n >= 4 else None
 
     def pair(self, rng: random.Random, target: int | None = None) -> tuple[Utterance, Utterance]:
         """(source, target): a parallel rendition by another voice when one exists, else the same one."""
@@ -172,7 +210,8 @@ class FeatureDataset:
 
     def draw(self, rng: random.Random, length: int) -> dict[str, np.ndarray]:
         """One random training item (a crop of `length` frames)."""
-        src, tgt = self.pair(rng)
+        t = rng.randrange(len(self.utts))
+        src, tgt = self.pair(rng, t)
         n = min(src.frames, tgt.frames)
         start = rng.randrange(max(1, n - length + 1))
         shift = 0.0
@@ -180,7 +219,12 @@ class FeatureDataset:
             shift = rng.uniform(-self.aug_shift_max, self.aug_shift_max)
         spk, timbre = self.speaker(rng, tgt)
         perturbed = src.real and self.pert_prob > 0 and rng.random() < self.pert_prob
-        return self.item(src, tgt, start, length, shift, spk, timbre, perturbed)
+        item = self.item(src, tgt, start, length, shift, spk, timbre, perturbed)
+        if timbre == 0.0 and self.retrieval_prob > 0 and rng.random() < self.retrieval_prob:
+            index = self.retrieval_index(rng, t)  # (a virtual voice has no other recordings to retrieve from)
+            if index is not None:
+                item["content"] = index.blend(item["content"], rng.random())
+        return item
 
     def batch(self, rng: random.Random, size: int, length: int) -> dict[str, torch.Tensor]:
         return collate([self.draw(rng, length) for _ in range(size)])

@@ -1,10 +1,10 @@
-"""Retrieval of the target's own content frames (engine/retrieval.py)."""
+"""Retrieval of the target's own content frames (models/retrieval.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.retrieval import ContentIndex, check_ratio
+from models.retrieval import ContentIndex, check_ratio
 from models.errors import ComoliveError
 
 

@@ -48,7 +48,7 @@ class TrainingRun:
         aug = (tc.aug_shift_prob, tc.aug_shift_max)
         dirs = [d for d in str(feats_dir).split(",") if d]  # several caches: mixed by tc.data_weights
         sets = [FeatureDataset(d, "train", tc.parallel_prob, aug, tc.exclude_voices, tc.utt_speaker_prob,
-                               tc.timbre_prob, tc.pert_prob) for d in dirs]
+                               tc.timbre_prob, tc.pert_prob, tc.retrieval_prob) for d in dirs]
         for d, ds in zip(dirs, sets):
             differ = {k: (v, ds.feature_settings[k]) for k, v in cfg.model.feature_settings().items()
                       if k in ds.feature_settings and ds.feature_settings[k] != v}
