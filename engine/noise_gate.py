@@ -1,14 +1,17 @@
-"""The live session's noise gate: silence out while the input is quiet, clean fades at its edges.
+"""The live session's noise gate: the output held down while the input is quiet, clean fades at its edges.
 
-The gate mutes; it does not pause the conversion. Every stream keeps running through a pause, so a phrase
-after a breath starts with its context (a restart at every reopening made each phrase begin cold: on real
-singing that cost about 0.2 DNSMOS, docs/results.md). Only a long pause, `sleep` beyond the hold and the
-latency, tells the session to stop converting (`asleep`). When the input block level has stayed below the
-threshold for the hold plus the latency (so that the output of the last loud input, and `hold` of what
-follows it, are played), the output fades to silence over FADE_MS. The next block at or above the threshold
-reopens it, and the output fades in where that onset plays: one block before it plus the latency (an onset
-that crosses the threshold mid-block begins in the quiet block before), or at this block's first output
-sample when that comes later.
+The gate attenuates; it does not pause the conversion. While closed it lets the converted signal through
+`floor` dB down (-40 dB by default; -inf: silence), as broadcast gates keep some room tone: a take cut to
+digital silence between phrases sounds switched off (and DNSMOS marks it down, docs/results.md). Every
+stream keeps running through a pause, so a phrase after a breath starts with its context (a restart at
+every reopening made each phrase begin cold: on real singing that cost about 0.2 DNSMOS). Only a long
+pause, `sleep` beyond the hold and the latency, tells the session to pause its streams (`asleep`; no
+conversion runs, the output is silent). When the input block level has stayed below the threshold for the
+hold plus the latency (so that the output of the last loud input, and `hold` of what follows it, are
+played), the output fades to the floor over FADE_MS. The next block at or above the threshold reopens it,
+and the output fades in where that onset plays: one block before it plus the latency (an onset that
+crosses the threshold mid-block begins in the quiet block before), or at this block's first output sample
+when that comes later.
 """
 from __future__ import annotations
 

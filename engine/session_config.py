@@ -22,7 +22,7 @@ KEY_RANGE = 24         # semitones either way (as engine/arg_types.py)
 # it (docs/results.md, "Live pitch window"): +0.13 DNSMOS on 24 sung clips of the real train split but none on
 # the held-out pairs, whose melody error rose by 0.5 cents, for 2-3 ms more CPU a block: not the default.
 PITCH_WINDOW_S = 0.16
-LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", "input_gain_db")
+LIVE_KEYS = ("key", "formant", "voice", "reference", "gate_db", "gate_hold_ms", "gate_floor_db", "input_gain_db")
 
 
 def content_chunk_for(block_ms: float) -> float:
@@ -51,6 +51,7 @@ class SessionConfig:
     device: str | None = None       # None = CUDA when available, else CPU
     gate_db: float = -50.0          # noise gate threshold (dBFS of the input block); live-changeable
     gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
+    gate_floor_db: float = -40.0    # the converted signal's level while the gate is closed (dB; -inf: silence); live
     seed: int = 0
     input_gain_db: float = 0.0      # fixed gain before feature extraction, divided out of the output
     follow_level: bool = True       # output level follows the input's (engine/level_follow.py)
@@ -121,6 +122,9 @@ def validate_config(cfg: SessionConfig) -> None:
             raise ComoliveError(f"{name} must be a finite number, got {v!r}")
     if cfg.gate_hold_ms < 0:
         raise ComoliveError("gate_hold_ms must be >= 0")
+    f = cfg.gate_floor_db
+    if not isinstance(f, (int, float)) or math.isnan(f) or not f <= 0:
+        raise ComoliveError(f"gate_floor_db must be a level in dB at or below 0 (-inf: silence), got {f!r}")
     c = cfg.content_chunk_ms
     if c is not None and (not isinstance(c, (int, float)) or not 20 <= c <= 400
                           or abs(c / 20.0 - round(c / 20.0)) > 1e-9):

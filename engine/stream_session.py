@@ -26,13 +26,15 @@ A block whose conversion raises plays as silence (`stats.failed` says why, `stat
 and the next block restarts every stream on the same timeline (as if a new recording began there), with a
 fade-in.
 
-Noise gate (engine/noise_gate.py): silence out while the input is quiet; the streams keep running through
-a pause, so the next phrase starts with its context. A pause SLEEP_S longer than the hold pauses the
-streams (an idle show costs nothing): their state is kept as it stood, and the next loud block carries on
-from it, as if the silence in between had not been, so that phrase starts with the context of the pause
-before it, as a phrase after a short pause does. A show starts paused, with empty streams. While a
-conversion runs, the output does not depend on how the input was cut into blocks: run_offline() with any
-block size gives the same samples, apart from the gate's fades.
+Noise gate (engine/noise_gate.py): the output held down while the input is quiet; the streams keep
+running through a pause, so the next phrase starts with its context. A pause SLEEP_S longer than the hold
+pauses the streams (an idle show costs nothing): their state is kept as it stood, and the next loud block
+carries on from it, as if the silence in between had not been, so that phrase starts with the context of
+the pause before it. A show starts with the streams running, so its first phrase has the room tone before
+it as context too (empty streams at the voice's onset cost about 0.1 DNSMOS, docs/results.md); if nobody
+sings, they pause SLEEP_S after the hold. While a conversion runs, the output does not depend on how the
+input was cut into blocks: run_offline() with any block size gives the same samples, apart from the
+gate's fades.
 """
 from __future__ import annotations
 
@@ -128,7 +130,8 @@ class StreamSession:
         self.formant = Ramp(cfg.formant)
         self.speaker = Ramp(self.model.speaker(self.voice) if cfg.reference is None else
                             self._reference_embedding(cfg.reference))
-        self.gate = NoiseGate(self.sr, cfg.gate_db, cfg.gate_hold_ms, self.latency_samples, int(SLEEP_S * self.sr))
+        self.gate = NoiseGate(self.sr, cfg.gate_db, cfg.gate_hold_ms, self.latency_samples, int(SLEEP_S * self.sr),
+                              cfg.gate_floor_db)
         self.gain = 10.0 ** (cfg.input_gain_db / 20.0)
         self.stats = SessionStats()
         self._run_lock = threading.Lock()
@@ -187,7 +190,8 @@ class StreamSession:
         return emb
 
     def set(self, **changes) -> None:
-        """Change key, formant, voice, gate_db, gate_hold_ms or input_gain_db; applied at the next block.
+        """Change key, formant, voice, gate_db, gate_hold_ms, gate_floor_db or input_gain_db; applied at the
+        next block.
 
         Thread-safe; values are checked here, so a bad value raises in the caller's thread and the
         stream goes on unchanged."""
@@ -229,7 +233,7 @@ class StreamSession:
         if ch.get("reference") is not None:
             self.voice = ch["reference"].name
             self.speaker.set(self._reference_embedding(ch["reference"]))
-        self.gate.set(ch.get("gate_db"), ch.get("gate_hold_ms"))
+        self.gate.set(ch.get("gate_db"), ch.get("gate_hold_ms"), ch.get("gate_floor_db"))
         if "input_gain_db" in ch:
             self.gain = 10.0 ** (float(ch["input_gain_db"]) / 20.0)
 
@@ -301,7 +305,7 @@ class StreamSession:
         self._restart_streams()
         self.n_total = 0           # input samples seen since reset
         self.origin = 0            # n_total - origin: the streams' own sample count (they skip paused time)
-        self._running = False      # paused: the next loud block resumes the streams
+        self._running = True       # False while paused: the next loud block resumes the streams
         self._broken = False       # a block failed: the next loud block restarts them instead
         self.gate.reset()
         self.stats = SessionStats()

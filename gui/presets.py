@@ -19,15 +19,16 @@ CONFIG_ENV = "COMOLIVE_CONFIG_DIR"
 FILE_NAME = "panel.toml"
 
 # The part of the settings a preset carries: the voice and how loud it is, not the sound cards.
-PRESET_FIELDS = ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms",
+PRESET_FIELDS = ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db",
                  "input_gain_db", "output_gain_db", "monitor_gain_db")
 # Of those, what a running loop takes without a restart (LiveLoop.set); the rest applies at the next start.
-LIVE_FIELDS = ("voice", "key", "formant", "gate_db", "gate_hold_ms", "input_gain_db", "output_gain_db",
-               "monitor_gain_db", "bypass")
+LIVE_FIELDS = ("voice", "key", "formant", "gate_db", "gate_hold_ms", "gate_floor_db", "input_gain_db",
+               "output_gain_db", "monitor_gain_db", "bypass")
 SECTIONS = {
     "audio": ("hostapi", "input_device", "output_device", "monitor_device", "sample_rate", "input_gain_db",
               "output_gain_db", "monitor_gain_db", "record", "record_dir"),
-    "voice": ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "vocoder", "device"),
+    "voice": ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db", "vocoder",
+              "device"),
     "latency": ("block_ms", "margin_ms"),
 }
 
@@ -52,6 +53,7 @@ class PanelSettings:
     steps: int = 1
     gate_db: float = -50.0
     gate_hold_ms: float = 200.0
+    gate_floor_db: float = -40.0
     vocoder: str | None = None           # None: the session's default
     device: str | None = None            # None: CUDA when present, else CPU
     block_ms: float = 80.0               # 80, 60 and 40 ms (and their multiples) never wait for a content chunk
@@ -87,7 +89,8 @@ _TYPES = {f.name: f.type for f in fields(PanelSettings)}
 # them is not loaded (the default is used, and the note names it).
 RANGES = {"sample_rate": (16000, 96000), "input_gain_db": (-40.0, 40.0), "output_gain_db": (-60.0, 20.0),
           "monitor_gain_db": (-60.0, 20.0), "key": (-24.0, 24.0), "formant": (-12.0, 12.0), "steps": (1, 8),
-          "gate_db": (-90.0, 0.0), "gate_hold_ms": (0.0, 2000.0), "block_ms": (10.0, 1000.0),
+          "gate_db": (-90.0, 0.0), "gate_hold_ms": (0.0, 2000.0),
+          "gate_floor_db": (-90.0, 0.0), "block_ms": (10.0, 1000.0),
           "margin_ms": (0.0, 10000.0)}
 
 

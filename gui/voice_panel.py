@@ -29,6 +29,9 @@ class VoicePanel(QWidget):
                                 "Noise gate threshold (live): input below it for the hold is silence out")
         self.gate_hold_ms = b.double("gate_hold_ms", 0, 2000, 10, " ms", 0,
                                      "How long the gate stays open after the voice drops below the threshold")
+        self.gate_floor_db = b.double("gate_floor_db", -90, 0, 1, " dB", 0,
+                                      "How far the closed gate turns the output down (-90 dB: next to "
+                                      "silence). A little room tone between phrases sounds less switched off")
         self.vocoder = b.combo("vocoder", [("auto (fast on CPU, best on GPU)", None)] + [(v, v) for v in VOCODERS],
                                tip="Vocoder (applies at the next start)")
         self.device = b.combo("device", [("auto (GPU if present)", None), ("CPU", "cpu"), ("CUDA GPU", "cuda")],
@@ -50,6 +53,7 @@ class VoicePanel(QWidget):
         form.addRow("Sampler &steps", self.steps)
         form.addRow("Noise &gate", self.gate_db)
         form.addRow("Gate &hold", self.gate_hold_ms)
+        form.addRow("Gate f&loor", self.gate_floor_db)
         form.addRow("V&ocoder", self.vocoder)
         form.addRow("Compute &device", self.device)
 

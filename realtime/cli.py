@@ -29,6 +29,8 @@ def _session_args(sp: argparse.ArgumentParser) -> None:
                     help="pitch extractor window in ms (default 160; 320 costs ~2-3 ms more CPU a block, "
                          "see docs/results.md)")
     sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS; -inf: no gate)")
+    sp.add_argument("--gate-floor-db", type=float, default=None,
+                    help="level of the converted signal while the gate is closed (dB, default -40; -inf: silence)")
     sp.add_argument("--input-gain-db", type=float, default=None,
                     help="fixed gain before feature extraction, divided out of the output (default 0 dB)")
     sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")
@@ -46,6 +48,7 @@ def session_config(a: argparse.Namespace):
 
     reference = reference_for(a.voice, getattr(a, "ref", None))
     given = dict(voice=a.voice, key=a.key, formant=a.formant, block_ms=a.block_ms, gate_db=a.gate_db,
+                 gate_floor_db=getattr(a, "gate_floor_db", None),
                  model=a.model, device=a.device, vocoder=getattr(a, "vocoder", None), reference=reference,
                  content_thread=getattr(a, "content_thread", None), pitch=getattr(a, "pitch", None),
                  content_chunk_ms=getattr(a, "content_chunk_ms", None),

@@ -87,7 +87,8 @@ def test_panel_presets_switch_by_shortcut_and_persist(make_window, qtbot, store)
     key = w.voice_panel.key
     key.setValue(-3.0)
     w.voice_panel.gate_db.setValue(-40.0)
-    assert w.settings.key == -3.0 and w.settings.gate_db == -40.0
+    w.voice_panel.gate_floor_db.setValue(-60.0)
+    assert w.settings.key == -3.0 and w.settings.gate_db == -40.0 and w.settings.gate_floor_db == -60.0
     w.save_preset("low")
     key.setValue(5.0)
     w.audio_panel.output_gain_db.setValue(-6.0)
@@ -106,6 +107,7 @@ def test_panel_presets_switch_by_shortcut_and_persist(make_window, qtbot, store)
     again = make_window(SettingsStore(store.path), load_model=False)
     assert again.settings.preset == "high" and list(again.settings.presets) == ["low", "high"]
     assert again.voice_panel.key.value() == 5.0 and again.voice_panel.steps.value() == 3
+    assert again.voice_panel.gate_floor_db.value() == -60.0
     assert again.bypass_button.isChecked() is False
     again.delete_preset("low")
     assert [b.text() for b in again.presets.buttons] == ["1 high"]

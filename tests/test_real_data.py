@@ -91,6 +91,20 @@ def test_real_items_reconstruct_from_perturbed_content_beside_the_corpus(real_fe
     assert batch["content"].shape == (6, 32, 384) and mixed.voices == real.voices
 
 
+def test_retrieval_items_blend_content_with_other_recordings_of_the_voice(real_feats) -> None:
+    real = FeatureDataset(real_feats, "train", retrieval_prob=1.0)
+    for i, u in enumerate(real.utts):  # ann_0 pools ann_1 (and not itself), never bob's recordings
+        pool = real.pools[i]
+        assert pool and all(real.utts[j].voice == u.voice and real.utts[j].group != u.group for j in pool)
+    index = real.retrieval_index(random.Random(0), 0)
+    other = real.utts[real.pools[0][0]]
+    assert index is not None and np.array_equal(index.frames, other.content[: len(index.frames)])
+    items = [real.draw(random.Random(seed), 32) for seed in range(8)]
+    plain = [FeatureDataset(real_feats, "train").draw(random.Random(seed), 32) for seed in range(8)]
+    assert any(not np.allclose(a["content"], b["content"]) for a, b in zip(items, plain))
+    assert all(np.array_equal(a["mel"], b["mel"]) for a, b in zip(items, plain))  # the target is untouched
+
+
 @pytest.mark.slow
 def test_real_cache_gets_virtual_voices_of_its_own_utterances(real_feats) -> None:
     build_timbres(real_feats, [-2.0, 2.0], progress=False)

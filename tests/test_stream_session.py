@@ -247,14 +247,18 @@ def test_declared_latency_equals_measured(sr, block_ms, chunk_ms, late_ms, fcpe)
     assert parts["vocoder lookahead"] > 0 and parts["decoder lookahead"] > 0
 
 
-def test_gate_reopening_output_starts_exactly_latency_later():
+def test_gate_opening_fades_in_where_the_onset_plays():
+    """A show's streams run from its first block; the gate lets the output through from one block before
+    the first loud block's conversion (an onset may begin in the quiet block before it), no earlier."""
     sr = 48000
-    s = StreamSession(SessionConfig(sample_rate=sr))
-    b = s.block_size
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_floor_db=-math.inf))
+    b, lat = s.block_size, s.latency_samples
     x = np.concatenate([np.zeros(5 * b, np.float32), harmonic(220, 0.5, sr)])
     y = s.run_offline(x, aligned=False)
     first = int(np.flatnonzero(np.abs(y) > 0)[0])
-    assert first == 5 * b + s.latency_samples  # a show starts with the first loud block
+    assert 4 * b + lat <= first <= 5 * b + lat
+    tone = y[5 * b + lat + int(0.01 * sr): 5 * b + lat + int(0.1 * sr)]
+    assert np.sqrt(np.mean(tone**2)) > 1e-3
 
 
 def test_key_change_of_an_octave_doubles_output_f0(fcpe):
@@ -283,7 +287,7 @@ def test_key_change_of_an_octave_doubles_output_f0(fcpe):
 
 def test_gate_mutes_silence_and_reopens_with_the_streams_warm():
     sr = 16000
-    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=200.0))
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=200.0, gate_floor_db=-math.inf))
     b = s.block_size
     rng = np.random.default_rng(0)
     quiet = (1e-4 * rng.standard_normal(b)).astype(np.float32)  # -80 dBFS
@@ -312,18 +316,53 @@ def test_a_phrase_after_a_gated_pause_converts_as_with_no_gate():
     """The gate only mutes: once it has reopened, the output is the no-gate output, sample for sample."""
     sr = 16000
     x = np.concatenate([harmonic(220, 0.8, sr), np.zeros(int(0.8 * sr), np.float32), harmonic(262, 0.8, sr)])
-    gated = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0)).run_offline(x)
+    gated = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_floor_db=-math.inf)).run_offline(x)
     free = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF)).run_offline(x)
     start = int(1.6 * sr) + int(0.1 * sr)  # the second phrase, past its fade-in
     assert not np.any(gated[int(1.2 * sr): int(1.5 * sr)])  # muted during the pause
     np.testing.assert_array_equal(gated[start:], free[start:])
 
 
+def test_closed_gate_lets_the_conversion_through_at_its_floor():
+    sr = 16000
+    x = np.concatenate([harmonic(220, 0.8, sr), np.zeros(int(0.8 * sr), np.float32), harmonic(262, 0.8, sr)])
+    floored = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0)).run_offline(x)  # default floor: -40 dB
+    free = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF)).run_offline(x)
+    pause = slice(int(1.2 * sr), int(1.5 * sr))
+    assert np.any(free[pause])
+    np.testing.assert_allclose(floored[pause], free[pause] * np.float32(0.01), rtol=1e-5, atol=1e-12)
+    with pytest.raises(ComoliveError, match="gate_floor_db"):
+        StreamSession(SessionConfig(sample_rate=sr, gate_floor_db=6.0))
+    with pytest.raises(ComoliveError, match="gate_floor_db"):
+        StreamSession(SessionConfig(sample_rate=sr)).set(gate_floor_db=float("nan"))
+
+
+def test_a_phrase_after_a_long_pause_carries_on_from_the_paused_streams():
+    """A pause past the sleep point pauses the streams; the next phrase converts as if the pause had ended
+    where they stopped (same samples, after the fade-in), not from empty streams."""
+    sr = 16000
+    cfg = SessionConfig(sample_rate=sr, gate_db=-50.0, gate_floor_db=-math.inf)
+    a = StreamSession(cfg)
+    b = a.block_size
+    tone1, tone2 = harmonic(220, 0.8, sr)[: 10 * b], harmonic(262, 0.8, sr)[: 10 * b]
+    quiet = np.zeros(50 * b, np.float32)  # 4 s: past the hold, the latency and SLEEP_S
+    out_a, ran = [], 0
+    for x in np.split(np.concatenate([tone1, quiet]), 60):
+        out_a.append(a.process(x))
+        ran += any(a.stats.stage_ms.values())
+    assert ran < 60  # the streams did pause
+    out_a += [a.process(x) for x in np.split(tone2, 10)]
+    short = StreamSession(cfg)  # the same input with the pause cut where the streams stopped
+    out_s = [short.process(x) for x in np.split(np.concatenate([tone1, quiet[: (ran - 10) * b], tone2]), ran + 10)]
+    after = a.latency_samples + int(0.1 * sr)  # past the fade-in
+    np.testing.assert_array_equal(np.concatenate(out_a)[60 * b + after:], np.concatenate(out_s)[ran * b + after:])
+
+
 def test_gate_closes_after_the_last_loud_input_has_played():
     """A note's end and gate_hold_ms after it reach the output before the gate fades it: the hold counts
     from the output's timeline (the input's plus the latency), not from the input's."""
     sr = 16000
-    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=20.0))  # a hold below the latency
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=20.0, gate_floor_db=-math.inf))  # a hold below the latency
     b, lat = s.block_size, s.latency_samples
     tone = harmonic(220, 1.0, sr)[: 10 * b]
     x = np.concatenate([tone, np.zeros(12 * b, np.float32)])
