@@ -58,7 +58,8 @@ class Converter:
         self.model = VoiceModel.load(model, device=self.device)
         self.cfg = self.model.cfg
         self.features = FeaturePipeline(self.cfg, pitch=pitch, device=self.device)
-        self.vocoder = load_vocoder(vocoder, self.device)  # models/vocoders.py: "nsf" (default), "hn", "hifigan", ...
+        # models/vocoders.py: "nsf" (default), "hn", "hifigan", ...; the model's own hn when it has one
+        self.vocoder = load_vocoder(vocoder, self.device, path=self.model.own_vocoder(vocoder))
         self.chunk_frames = chunk_frames
         self._index = None  # (reference, its ContentIndex)
 

@@ -21,14 +21,19 @@ def loaded(key, make):
         return _LOADED[key]
 
 
-def load_session_vocoder(name: str, device: torch.device):
+def load_session_vocoder(name: str, device: torch.device, model=None):
     """A vocoder by name; "auto" is models.vocoders.default_live_vocoder(device) ("hn" on a CPU), falling
-    back to "hifigan" when that one cannot be loaded here."""
+    back to "hifigan" when that one cannot be loaded here. `model` (a VoiceModel): its own copy of the
+    vocoder is used when it has one."""
+    def load(choice: str):
+        own = model.own_vocoder(choice) if model is not None else None
+        return loaded(("vocoder", choice, str(own), str(device)), lambda: load_vocoder(choice, device=device, path=own))
+
     if str(name).strip().lower() != "auto":
-        return name, loaded(("vocoder", name, str(device)), lambda: load_vocoder(name, device=device))
+        return name, load(name)
     choice = default_live_vocoder(device)
     try:
-        return choice, loaded(("vocoder", choice, str(device)), lambda: load_vocoder(choice, device=device))
+        return choice, load(choice)
     except (ComoliveError, ImportError, OSError) as e:
         if choice == "hifigan":
             raise

@@ -171,7 +171,7 @@ class StreamSession:
         self.f0_post = CausalF0(frame_rate=Fraction(m.sample_rate, m.hop_length))
         self.decoder = DecoderStream(self.model.student, steps=cfg.steps, seed=cfg.seed)
         self.condition = Conditioner(self.model.student)
-        self.vocoder_name, self.vocoder = load_session_vocoder(cfg.vocoder, self._device)
+        self.vocoder_name, self.vocoder = load_session_vocoder(cfg.vocoder, self._device, self.model)
         self._check_formant(cfg.formant)
         if self.vocoder.sample_rate != m.sample_rate or self.vocoder.hop_length != m.hop_length:
             raise ComoliveError(f"vocoder {self.vocoder_name!r} works at {self.vocoder.sample_rate} Hz / hop "

@@ -3,9 +3,11 @@
     python -m evaluation.eval_folder_voice REAL_DIR [--singer gts-EN-Tenor-1] [--steps 300] [--json F]
 
 The singer's held-out sung clips but the last go into a folder: `voice add` fine-tunes the default model on
-them, and the same clips are the zero-shot reference (`--ref`) for comparison. The last clip is never used
+them (and, as it does by default, fine-tunes the model's own hn vocoder on them too), and the same clips are
+the zero-shot reference (`--ref`, with the shared hn) for comparison. The last clip is never used
 for either: similarity to the target is measured against it. Sources: the first held-out sung clip of every
-other singer (the first `sources` of them, sorted), converted at key 0 and at the register key (evaluation/eval_real.register_key), hn vocoder.
+other singer (the first `sources` of them, sorted), converted at key 0 and at the register key
+(evaluation/eval_real.register_key), hn vocoder.
 target_gain = sim(output, left-out clip) - sim(source, left-out clip).
 """
 from __future__ import annotations
@@ -72,7 +74,8 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: int = 300, v
                             **{k: float(np.mean([r[k] for r in rs]))
                                for k in ("sim_target", "sim_source", "target_gain", "dnsmos_ovrl")}})
     return {"singer": singer, "train_clips": train, "measure_clip": measure, "steps": steps, "vocoder": vocoder,
-            "voice_add": {k: v for k, v in report.items() if k in ("seconds_per_step", "steps", "files_used")},
+            "voice_add": {k: v for k, v in report.items()
+                          if k in ("seconds_per_step", "steps", "files_used", "vocoder_steps", "vocoder_seconds")},
             "summary": summary, "rows": rows}
 
 

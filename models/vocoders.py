@@ -16,6 +16,7 @@ N * hop - delay_samples samples have come out) and `st.lookahead_frames` the sam
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -142,11 +143,19 @@ _FACTORIES = {"nsf": NSFVocoder, "hifigan": HiFiGANVocoder, "hn": _hn_vocoder, "
 VOCODERS = tuple(_FACTORIES)
 
 
-def load_vocoder(name: str = "hifigan", device: str | torch.device | None = None) -> Vocoder:
-    """A vocoder by name; unknown names and unusable files raise with a readable message."""
+def load_vocoder(name: str = "hifigan", device: str | torch.device | None = None,
+                 path: str | Path | None = None) -> Vocoder:
+    """A vocoder by name; unknown names and unusable files raise with a readable message. `path`: another
+    checkpoint of that vocoder (a voice model's own hn, VoiceModel.own_vocoder) instead of the shipped one."""
     key = str(name).strip().lower()
     if key not in _FACTORIES:
         raise ComoliveError(f"unknown vocoder {name!r}; choose one of: {', '.join(sorted(_FACTORIES))}")
+    if path is not None:
+        if key != "hn":
+            raise ComoliveError(f"only the hn vocoder can be loaded from another file, not {name!r}")
+        from models.hn_vocoder import HNVocoder
+
+        return HNVocoder(device=device, path=path)
     return _FACTORIES[key](device=device)
 
 

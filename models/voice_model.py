@@ -3,7 +3,8 @@
 Saved as one checkpoint (models/checkpoint.py): `student.*` (one-step consistency decoder) and/or
 `teacher.*` (EDM decoder) tensors, `voice.<name>` d-vectors, and a JSON with the ModelConfig and
 provenance. Weights may be stored in float16 to keep the embedded default small; they are used in
-float32.
+float32. A model may have an hn vocoder of its own beside it (MODEL_hn.*: the shared one fine-tuned on
+the recordings of a voice added from a folder, training/voice_add.py), used whenever it runs with "hn".
 """
 from __future__ import annotations
 
@@ -23,11 +24,17 @@ from models import progressive
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED_DIR / "default"
 TEACHER_SUFFIX = "_teacher"  # MODEL_teacher.*: the EDM teacher of a student-only MODEL, read only when asked for
+OWN_VOCODERS = ("hn",)  # MODEL_hn.*: the model's own fine-tuned copy of that vocoder
 
 
 def teacher_stem(stem: str | Path) -> Path:
     stem = Path(stem)
     return stem.with_name(stem.name + TEACHER_SUFFIX)
+
+
+def own_vocoder_stem(stem: str | Path, vocoder: str = "hn") -> Path:
+    stem = Path(stem)
+    return stem.with_name(f"{stem.name}_{vocoder}")
 
 
 class VoiceModel:
@@ -97,6 +104,13 @@ class VoiceModel:
         model = cls(cfg, voices, decoders.get("student"), decoders.get("teacher"), meta)
         model.broken, model.stem = broken, stem
         return model.to(device)
+
+    def own_vocoder(self, vocoder: str) -> Path | None:
+        """The stem of this model's own copy of `vocoder` when one lies beside it (else None: the shared one)."""
+        if self.stem is None or str(vocoder).strip().lower() not in OWN_VOCODERS:
+            return None
+        own = own_vocoder_stem(self.stem, str(vocoder).strip().lower())
+        return own if Path(f"{own}.safetensors").is_file() else None
 
     def to(self, device: str | torch.device) -> "VoiceModel":
         self.device = torch.device(device)

@@ -362,7 +362,8 @@ def test_gate_closes_after_the_last_loud_input_has_played():
     """A note's end and gate_hold_ms after it reach the output before the gate fades it: the hold counts
     from the output's timeline (the input's plus the latency), not from the input's."""
     sr = 16000
-    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=20.0, gate_floor_db=-math.inf))  # a hold below the latency
+    # a hold below the latency
+    s = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_hold_ms=20.0, gate_floor_db=-math.inf))
     b, lat = s.block_size, s.latency_samples
     tone = harmonic(220, 1.0, sr)[: 10 * b]
     x = np.concatenate([tone, np.zeros(12 * b, np.float32)])

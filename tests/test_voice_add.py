@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from training.voice_add import add_voice, check_one_singer, speaker_similarities, summary
 from models.errors import ComoliveError
@@ -39,7 +40,8 @@ def singer(tmp_path_factory):
 @pytest.mark.slow
 def test_folder_becomes_a_voice_next_to_the_old_ones(singer, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    stem, report = add_voice("my-voice_1", singer, steps=3, progress=False, work_dir=tmp_path / "work")
+    stem, report = add_voice("my-voice_1", singer, steps=3, progress=False, work_dir=tmp_path / "work",
+                             vocoder_steps=2)
     assert stem == Path("voices") / "my-voice_1"
     assert (tmp_path / "voices" / "my-voice_1.safetensors").is_file()
     assert report["utterances"] == 5 and report["heldout_utterances"] == 1 and report["steps"] == 3
@@ -63,8 +65,23 @@ def test_folder_becomes_a_voice_next_to_the_old_ones(singer, tmp_path, monkeypat
     from engine.converter import Converter
 
     clip, sr = _sing(233, 1.5, 22050), 22050
-    out = Converter(model=tmp_path / stem, device="cpu", vocoder="hn").convert(clip, sr, voice="my-voice_1")
+    conv = Converter(model=tmp_path / stem, device="cpu", vocoder="hn")
+    out = conv.convert(clip, sr, voice="my-voice_1")
     assert np.isfinite(out.audio).all() and len(out.audio) > 0
+
+    # its own hn vocoder, fine-tuned on the folder, is what convert and the live session use with "hn"
+    from engine.session_config import SessionConfig
+    from engine.stream_session import StreamSession
+    from models.vocoders import load_vocoder
+
+    assert report["vocoder_steps"] == 2 and vm.own_vocoder("hn") == tmp_path / "voices" / "my-voice_1_hn"
+    assert "its own hn vocoder" in summary(report)
+    live = StreamSession(SessionConfig(model=str(tmp_path / stem), vocoder="hn", sample_rate=sr)).vocoder
+    shared = load_vocoder("hn")
+    own_w, live_w, shared_w = (dict(v.model.state_dict()) for v in (conv.vocoder, live, shared))
+    assert all(torch.equal(own_w[k], live_w[k]) for k in own_w)
+    assert not all(torch.equal(own_w[k], shared_w[k]) for k in own_w)
+    assert base.own_vocoder("hn") is None  # the shipped model runs with the shared one
 
     with pytest.raises(ComoliveError, match="already exists"):
         add_voice("my-voice_1", singer, steps=1, progress=False)

@@ -14,7 +14,7 @@ def cmd_voice_add(a: argparse.Namespace) -> None:
     from training.voice_add import add_voice, summary
 
     _, report = add_voice(a.name, a.folder, model=a.model, out=a.out, steps=a.steps, force=a.force,
-                          progress=not a.quiet, work_dir=a.work_dir, device=a.device)
+                          progress=not a.quiet, work_dir=a.work_dir, device=a.device, vocoder_steps=a.vocoder_steps)
     print(summary(report))
 
 
@@ -205,6 +205,9 @@ def add_commands(sub) -> None:
     va.add_argument("folder", help="the singer's recordings (any audio format and rate, sub-folders allowed)")
     va.add_argument("--out", default=None, help="model file stem to write (default: voices/NAME)")
     va.add_argument("--steps", type=arg_types.count, default=300, help="fine-tuning steps (default 300)")
+    va.add_argument("--vocoder-steps", type=arg_types.whole("vocoder steps", 0), default=300,
+                    help="fine-tuning steps of the model's own hn vocoder on the same recordings (default 300; "
+                         "0: the shared hn)")
     va.add_argument("--force", action="store_true", help="overwrite --out and replace a voice of the same name")
     va.add_argument("--work-dir", default=None, help="keep the features here; a rerun reuses unchanged files")
     va.add_argument("--quiet", action="store_true")

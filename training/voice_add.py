@@ -5,7 +5,9 @@ anything slow runs, so a wrong folder fails in seconds with the reason: no files
 only silence, too little voice. Then it is preprocessed exactly as training data is (training/preprocess.py,
 content of a timbre-perturbed copy included), the per-utterance d-vectors are compared to catch a folder
 that mixes singers, and the model's one-step student is fine-tuned on it (training/finetune.py). The
-result is a complete voice model (the base's voices plus NAME) saved in float16 like the shipped one.
+result is a complete voice model (the base's voices plus NAME) saved in float16 like the shipped one, with
+an hn vocoder of its own beside it (MODEL_hn: the base's hn fine-tuned on the same recordings,
+training/vocoder_train.finetune_hn), which the model uses whenever it runs with the hn vocoder.
 """
 from __future__ import annotations
 
@@ -26,13 +28,16 @@ from training.preprocess import AUDIO_EXTENSIONS, MIN_SECONDS, check_audio, prep
 from models.audio_io import load_audio
 from models.errors import ComoliveError
 from training.finetune import FinetuneConfig, finetune_voice
-from models.voice_model import VoiceModel
+from training.vocoder_train import finetune_hn
+from models.hn_vocoder import PRETRAINED as SHARED_HN
+from models.voice_model import VoiceModel, own_vocoder_stem
 
 MIN_VOICE_S = 20.0         # usable audio (after slicing off silence) a voice needs in total
 SAME_SPEAKER_MIN = 0.6     # an utterance less similar than this to the rest sounds like someone else
 ODD_SHARE_MAX = 1.0 / 3.0  # more odd utterances (or audio) than this: the folder mixes singers
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_LISTED = 20            # files named in one message
+VOCODER_STEPS = 300        # hn vocoder fine-tuning steps (0: the model keeps the shared hn)
 
 
 @dataclass
@@ -215,11 +220,14 @@ def _voice_utterances(feats: Path, name: str) -> tuple[list[dict], np.ndarray]:
 
 def add_voice(name: str, folder: str | Path, model: str | Path | None = None, out: str | Path | None = None,
               steps: int = 300, force: bool = False, progress: bool = True, work_dir: str | Path | None = None,
-              device: str | None = None) -> tuple[Path, dict]:
-    """Recordings of one singer -> a saved voice model with the voice NAME added. Returns (model stem, report)."""
+              device: str | None = None, vocoder_steps: int = VOCODER_STEPS) -> tuple[Path, dict]:
+    """Recordings of one singer -> a saved voice model with the voice NAME added (and its own hn vocoder
+    unless vocoder_steps is 0). Returns (model stem, report)."""
     check_name(name)
     if steps < 1:
         raise ComoliveError(f"steps must be at least 1, got {steps}")
+    if vocoder_steps < 0:
+        raise ComoliveError(f"vocoder steps must be 0 or more, got {vocoder_steps}")
     folder = Path(folder)
     stem = output_stem(name, out, force)
     base = load_base(model, name, force)
@@ -240,10 +248,18 @@ def add_voice(name: str, folder: str | Path, model: str | Path | None = None, ou
             say(f"warning: {w}")
         vm, stats = finetune_voice(base, feats, name, FinetuneConfig(steps=steps), progress=progress,
                                    device=device, half=True, base_label=str(model) if model else "default")
+        own, init = own_vocoder_stem(stem), base.own_vocoder("hn")
+        if init is None or Path(init) != own:  # a vocoder left by an earlier model of that name is not this one's
+            for suffix in (".safetensors", ".json"):
+                Path(f"{own}{suffix}").unlink(missing_ok=True)
+        voc = {"vocoder_steps": 0, "vocoder": None}
+        if vocoder_steps:
+            say(f"fine-tuning the hn vocoder on the same recordings ({vocoder_steps} steps)...")
+            voc = finetune_hn(feats, own, init or SHARED_HN, vocoder_steps, progress)
     vm.save(stem, half=True)
     report = {"name": name, "model": str(stem), "base": str(model) if model else "default", "folder": str(folder),
               "files_used": len({u["source"] for u in utts}), "rejected": rejected, "reused": reused,
-              "warnings": warnings, "voices": sorted(vm.voices), **stats}
+              "warnings": warnings, "voices": sorted(vm.voices), **stats, **voc}
     return stem, report
 
 
@@ -255,6 +271,9 @@ def summary(report: dict) -> str:
     lines = [f"voice '{report['name']}' added: {report['model']}.safetensors "
              f"({report['files_used']} file(s), {report['utterances']} utterances, {report['seconds'] / 60:.1f} min; "
              f"{report['steps']} steps at {report['seconds_per_step']:.2f} s/step)",
+             (f"its own hn vocoder: {report['vocoder']}.safetensors ({report['vocoder_steps']} steps, "
+              f"{report['vocoder_seconds']:.0f} s; used with --vocoder hn and live on a CPU)" if report["vocoder"]
+              else "hn vocoder: the shared one (--vocoder-steps 0)"),
              f"held-out loss ({report['heldout_utterances']} utterance(s)): {fmt(report['loss_before'])} before, "
              f"{fmt(report['loss_after'])} after",
              f"use it: python main.py convert IN.wav OUT.wav --model {report['model']} --voice {report['name']}"]
