@@ -217,3 +217,23 @@ def test_train_resume_and_export_on_a_tiny_corpus(tmp_path) -> None:
     assert y.shape == (20 * HOP,) and torch.isfinite(y).all()
     with pytest.raises(ComoliveError, match="nothing to resume"):
         VocoderTrainingRun(tmp_path / "corpus", tmp_path / "empty", cfg, tc, resume=True, progress=False)
+
+
+def test_a_models_own_hn_is_used_with_hn_only_and_a_broken_one_is_named(tmp_path):
+    """MODEL_hn beside a voice model replaces the shared hn for that model; a broken one fails in one line."""
+    from engine.converter import Converter
+    from models.voice_model import DEFAULT_MODEL, VoiceModel
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(f"{DEFAULT_MODEL}{suffix}", tmp_path / f"m{suffix}")
+    assert VoiceModel.load(tmp_path / "m").own_vocoder("hn") is None
+    tensors, meta = load_checkpoint(hn.PRETRAINED)
+    save_checkpoint(tmp_path / "m_hn", {k: v * 0.5 for k, v in tensors.items()}, meta)
+    vm = VoiceModel.load(tmp_path / "m")
+    assert vm.own_vocoder("hn") == tmp_path / "m_hn" and vm.own_vocoder("nsf") is None
+    own = Converter(model=tmp_path / "m", device="cpu", vocoder="hn").vocoder
+    assert torch.allclose(own.model.state_dict()["net.head.weight"],
+                          0.5 * load_vocoder("hn").model.state_dict()["net.head.weight"], atol=1e-3)
+    (tmp_path / "m_hn.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFileError, match="m_hn"):
+        Converter(model=tmp_path / "m", device="cpu", vocoder="hn")
