@@ -1,8 +1,8 @@
 """The live session's noise gate: the output held down while the input is quiet, clean fades at its edges.
 
 The gate attenuates; it does not pause the conversion. While closed it lets the converted signal through
-`floor` dB down (-40 dB by default; -inf: silence), as broadcast gates keep some room tone: a take cut to
-digital silence between phrases sounds switched off (and DNSMOS marks it down, docs/results.md). Every
+`floor` dB down: -inf (silence) by default, or e.g. -40 dB to keep a trace of room tone, as broadcast gates
+can, so that the pauses of a take do not sound switched off (docs/results.md measures both). Every
 stream keeps running through a pause, so a phrase after a breath starts with its context (a restart at
 every reopening made each phrase begin cold: on real singing that cost about 0.2 DNSMOS). Only a long
 pause, `sleep` beyond the hold and the latency, tells the session to pause its streams (`asleep`; no

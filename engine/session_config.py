@@ -51,7 +51,7 @@ class SessionConfig:
     device: str | None = None       # None = CUDA when available, else CPU
     gate_db: float = -50.0          # noise gate threshold (dBFS of the input block); live-changeable
     gate_hold_ms: float = 200.0     # gate stays open this long after the level falls; live-changeable
-    gate_floor_db: float = -40.0    # the converted signal's level while the gate is closed (dB; -inf: silence); live
+    gate_floor_db: float = float("-inf")  # the converted signal while the gate is closed (dB; -inf: silence); live
     seed: int = 0
     input_gain_db: float = 0.0      # fixed gain before feature extraction, divided out of the output
     follow_level: bool = True       # output level follows the input's (engine/level_follow.py)

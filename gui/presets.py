@@ -53,7 +53,7 @@ class PanelSettings:
     steps: int = 1
     gate_db: float = -50.0
     gate_hold_ms: float = 200.0
-    gate_floor_db: float = -40.0
+    gate_floor_db: float = -90.0         # the panel's "next to silence"
     vocoder: str | None = None           # None: the session's default
     device: str | None = None            # None: CUDA when present, else CPU
     block_ms: float = 80.0               # 80, 60 and 40 ms (and their multiples) never wait for a content chunk

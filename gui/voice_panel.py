@@ -31,7 +31,7 @@ class VoicePanel(QWidget):
                                      "How long the gate stays open after the voice drops below the threshold")
         self.gate_floor_db = b.double("gate_floor_db", -90, 0, 1, " dB", 0,
                                       "How far the closed gate turns the output down (-90 dB: next to "
-                                      "silence). A little room tone between phrases sounds less switched off")
+                                      "silence). -40 keeps a trace of room tone between phrases")
         self.vocoder = b.combo("vocoder", [("auto (fast on CPU, best on GPU)", None)] + [(v, v) for v in VOCODERS],
                                tip="Vocoder (applies at the next start)")
         self.device = b.combo("device", [("auto (GPU if present)", None), ("CPU", "cpu"), ("CUDA GPU", "cuda")],

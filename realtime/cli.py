@@ -30,7 +30,8 @@ def _session_args(sp: argparse.ArgumentParser) -> None:
                          "see docs/results.md)")
     sp.add_argument("--gate-db", type=float, default=None, help="noise gate threshold (dBFS; -inf: no gate)")
     sp.add_argument("--gate-floor-db", type=float, default=None,
-                    help="level of the converted signal while the gate is closed (dB, default -40; -inf: silence)")
+                    help="level of the converted signal while the gate is closed (dB; default -inf: silence; "
+                         "-40 keeps a trace of room tone)")
     sp.add_argument("--input-gain-db", type=float, default=None,
                     help="fixed gain before feature extraction, divided out of the output (default 0 dB)")
     sp.add_argument("--model", default=None, help="voice model (path stem); default: the embedded model")

@@ -326,7 +326,7 @@ def test_a_phrase_after_a_gated_pause_converts_as_with_no_gate():
 def test_closed_gate_lets_the_conversion_through_at_its_floor():
     sr = 16000
     x = np.concatenate([harmonic(220, 0.8, sr), np.zeros(int(0.8 * sr), np.float32), harmonic(262, 0.8, sr)])
-    floored = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0)).run_offline(x)  # default floor: -40 dB
+    floored = StreamSession(SessionConfig(sample_rate=sr, gate_db=-50.0, gate_floor_db=-40.0)).run_offline(x)
     free = StreamSession(SessionConfig(sample_rate=sr, gate_db=OFF)).run_offline(x)
     pause = slice(int(1.2 * sr), int(1.5 * sr))
     assert np.any(free[pause])
