@@ -107,10 +107,11 @@ class VoiceModel:
 
     def own_vocoder(self, vocoder: str) -> Path | None:
         """The stem of this model's own copy of `vocoder` when one lies beside it (else None: the shared one)."""
-        if self.stem is None or str(vocoder).strip().lower() not in OWN_VOCODERS:
+        name = str(vocoder).strip().lower()
+        if self.stem is None or name not in OWN_VOCODERS:
             return None
-        own = own_vocoder_stem(self.stem, str(vocoder).strip().lower())
-        return own if Path(f"{own}.safetensors").is_file() else None
+        own = own_vocoder_stem(self.stem, name)
+        return own if own.with_suffix(".safetensors").is_file() else None  # where save_checkpoint writes it
 
     def to(self, device: str | torch.device) -> "VoiceModel":
         self.device = torch.device(device)

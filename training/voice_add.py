@@ -249,9 +249,9 @@ def add_voice(name: str, folder: str | Path, model: str | Path | None = None, ou
         vm, stats = finetune_voice(base, feats, name, FinetuneConfig(steps=steps), progress=progress,
                                    device=device, half=True, base_label=str(model) if model else "default")
         own, init = own_vocoder_stem(stem), base.own_vocoder("hn")
-        if init is None or Path(init) != own:  # a vocoder left by an earlier model of that name is not this one's
+        if init is None or init.resolve() != own.resolve():  # one left by an earlier model of that name is not ours
             for suffix in (".safetensors", ".json"):
-                Path(f"{own}{suffix}").unlink(missing_ok=True)
+                own.with_suffix(suffix).unlink(missing_ok=True)
         voc = {"vocoder_steps": 0, "vocoder": None}
         if vocoder_steps:
             say(f"fine-tuning the hn vocoder on the same recordings ({vocoder_steps} steps)...")
