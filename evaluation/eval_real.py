@@ -73,11 +73,11 @@ def _seconds(real_dir: Path, row: dict) -> float:
             return 0.0
 
 
-def heldout_rows(real_dir: str | Path) -> list[dict]:
-    """The manifest's split "heldout" rows, sorted by path ("seconds" as a number); other rows are dropped
-    as they are read."""
+def heldout_rows(real_dir: str | Path, split: str = "heldout") -> list[dict]:
+    """The manifest's rows of `split` ("heldout" unless a setting is being chosen on "train"), sorted by
+    path ("seconds" as a number); other rows are dropped as they are read."""
     real_dir = Path(real_dir)
-    rows = read_manifest(real_dir, "heldout", NEEDED_COLUMNS)
+    rows = read_manifest(real_dir, split, NEEDED_COLUMNS)
     for row in rows:
         row["seconds"] = _seconds(real_dir, row)
     return sorted(rows, key=lambda r: r["path"])

@@ -8,6 +8,7 @@ from pathlib import Path
 from engine import arg_types
 from engine.registry import PITCH_EXTRACTORS
 from models.errors import ComoliveError
+from training.voice_defaults import DECODER_STEPS, VOCODER_STEPS
 
 
 def cmd_voice_add(a: argparse.Namespace) -> None:
@@ -204,9 +205,10 @@ def add_commands(sub) -> None:
     va.add_argument("name", help="voice name: letters, digits, '-' and '_'")
     va.add_argument("folder", help="the singer's recordings (any audio format and rate, sub-folders allowed)")
     va.add_argument("--out", default=None, help="model file stem to write (default: voices/NAME)")
-    va.add_argument("--steps", type=arg_types.count, default=300, help="fine-tuning steps (default 300)")
-    va.add_argument("--vocoder-steps", type=arg_types.whole("vocoder steps", 0), default=300,
-                    help="fine-tuning steps of the model's own hn vocoder on the same recordings (default 300; "
+    va.add_argument("--steps", type=arg_types.count, default=DECODER_STEPS,
+                    help=f"fine-tuning steps (default {DECODER_STEPS})")
+    va.add_argument("--vocoder-steps", type=arg_types.whole("vocoder steps", 0), default=VOCODER_STEPS,
+                    help=f"fine-tuning steps of the model's own hn vocoder on the same recordings (default {VOCODER_STEPS}; "
                          "0: the shared hn)")
     va.add_argument("--force", action="store_true", help="overwrite --out and replace a voice of the same name")
     va.add_argument("--work-dir", default=None, help="keep the features here; a rerun reuses unchanged files")

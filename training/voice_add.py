@@ -29,6 +29,7 @@ from models.audio_io import load_audio
 from models.errors import ComoliveError
 from training.finetune import FinetuneConfig, finetune_voice
 from training.vocoder_train import finetune_hn
+from training.voice_defaults import DECODER_STEPS, VOCODER_STEPS
 from models.hn_vocoder import PRETRAINED as SHARED_HN
 from models.voice_model import VoiceModel, own_vocoder_stem
 
@@ -37,7 +38,6 @@ SAME_SPEAKER_MIN = 0.6     # an utterance less similar than this to the rest sou
 ODD_SHARE_MAX = 1.0 / 3.0  # more odd utterances (or audio) than this: the folder mixes singers
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_LISTED = 20            # files named in one message
-VOCODER_STEPS = 300        # hn vocoder fine-tuning steps (0: the model keeps the shared hn)
 
 
 @dataclass
@@ -219,7 +219,7 @@ def _voice_utterances(feats: Path, name: str) -> tuple[list[dict], np.ndarray]:
 
 
 def add_voice(name: str, folder: str | Path, model: str | Path | None = None, out: str | Path | None = None,
-              steps: int = 300, force: bool = False, progress: bool = True, work_dir: str | Path | None = None,
+              steps: int = DECODER_STEPS, force: bool = False, progress: bool = True, work_dir: str | Path | None = None,
               device: str | None = None, vocoder_steps: int = VOCODER_STEPS) -> tuple[Path, dict]:
     """Recordings of one singer -> a saved voice model with the voice NAME added (and its own hn vocoder
     unless vocoder_steps is 0). Returns (model stem, report)."""
