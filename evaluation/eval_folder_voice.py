@@ -25,13 +25,12 @@ import numpy as np
 
 from evaluation.metrics import cosine
 from evaluation.eval_real import _by_speaker, _median_f0, heldout_rows, register_key
-from training.voice_defaults import DECODER_STEPS as STEPS, PITCH_SHIFTS, VOCODER_STEPS
+from training.voice_defaults import DECODER_STEPS as STEPS, VOCODER_STEPS
 
 
 def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | int = STEPS, vocoder: str = "hn",
                           sources: int = 6, progress: bool = True, split: str = "heldout",
-                          vocoder_steps: int = VOCODER_STEPS, zero_shot: bool = True,
-                          pitch_shifts: tuple[float, ...] = PITCH_SHIFTS) -> dict:
+                          vocoder_steps: int = VOCODER_STEPS, zero_shot: bool = True) -> dict:
     from engine.converter import Converter
     from evaluation.dnsmos import DNSMOS
     from engine.pitch import make_pitch_extractor
@@ -61,11 +60,10 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | 
         for n in step_list:
             name = f"folder {n}" if len(step_list) > 1 else "folder voice"
             stem, report = add_voice("folder_voice", folder, out=Path(tmp) / f"voice{n}", steps=n,
-                                     progress=progress, vocoder_steps=vocoder_steps, pitch_shifts=pitch_shifts)
+                                     progress=progress, vocoder_steps=vocoder_steps)
             systems[name] = (Converter(model=stem, vocoder=vocoder), {"voice": "folder_voice"})
             reports[name] = {k: v for k, v in report.items()
-                             if k in ("seconds_per_step", "steps", "files_used", "vocoder_steps", "vocoder_seconds",
-                                      "shifted_utterances")}
+                             if k in ("seconds_per_step", "steps", "files_used", "vocoder_steps", "vocoder_seconds")}
         if zero_shot:
             systems["zero-shot"] = (Converter(vocoder=vocoder),
                                     {"reference": reference_from_audio(spk, [(*load_audio(real_dir / c), c)
@@ -92,7 +90,7 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | 
                             **{k: float(np.mean([r[k] for r in rs]))
                                for k in ("sim_target", "sim_source", "target_gain", "dnsmos_ovrl")}})
     return {"singer": singer, "split": split, "train_clips": train, "measure_clip": measure, "steps": step_list,
-            "vocoder": vocoder, "pitch_shifts": list(pitch_shifts), "voice_add": reports, "summary": summary, "rows": rows}
+            "vocoder": vocoder, "voice_add": reports, "summary": summary, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,14 +101,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="train: choose settings on a train-split singer")
     ap.add_argument("--steps", type=int, nargs="+", default=[STEPS], help="decoder steps; several compare side by side")
     ap.add_argument("--vocoder-steps", type=int, default=VOCODER_STEPS)
-    ap.add_argument("--pitch-shifts", type=float, nargs="*", default=list(PITCH_SHIFTS))
     ap.add_argument("--no-zero-shot", action="store_true", help="leave out the zero-shot row")
     ap.add_argument("--sources", type=int, default=6, help="source singers (the first N others, sorted)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     doc = evaluate_folder_voice(a.real_dir, a.singer, a.steps, sources=a.sources, split=a.split,
-                                vocoder_steps=a.vocoder_steps, zero_shot=not a.no_zero_shot,
-                                pitch_shifts=tuple(a.pitch_shifts))
+                                vocoder_steps=a.vocoder_steps, zero_shot=not a.no_zero_shot)
     print(f"{a.singer} ({a.split}): voice added from {len(doc['train_clips'])} clips, measured on "
           f"{doc['measure_clip']}")
     print(f"{'system':<14} {'key':<9} {'n':>2} {'sim_target':>10} {'sim_source':>10} {'tgt_gain':>9} {'dnsmos':>7}")

@@ -8,15 +8,14 @@ from pathlib import Path
 from engine import arg_types
 from engine.registry import PITCH_EXTRACTORS
 from models.errors import ComoliveError
-from training.voice_defaults import DECODER_STEPS, PITCH_SHIFTS, VOCODER_STEPS
+from training.voice_defaults import DECODER_STEPS, VOCODER_STEPS
 
 
 def cmd_voice_add(a: argparse.Namespace) -> None:
     from training.voice_add import add_voice, summary
 
     _, report = add_voice(a.name, a.folder, model=a.model, out=a.out, steps=a.steps, force=a.force,
-                          progress=not a.quiet, work_dir=a.work_dir, device=a.device, vocoder_steps=a.vocoder_steps,
-                          pitch_shifts=tuple(a.pitch_shifts))
+                          progress=not a.quiet, work_dir=a.work_dir, device=a.device, vocoder_steps=a.vocoder_steps)
     print(summary(report))
 
 
@@ -211,9 +210,6 @@ def add_commands(sub) -> None:
     va.add_argument("--vocoder-steps", type=arg_types.whole("vocoder steps", 0), default=VOCODER_STEPS,
                     help=f"fine-tuning steps of the model's own hn vocoder on the same recordings (default {VOCODER_STEPS}; "
                          "0: the shared hn)")
-    va.add_argument("--pitch-shifts", type=float, nargs="*", default=list(PITCH_SHIFTS), metavar="SEMITONES",
-                    help="also fine-tune the decoder on copies of the recordings re-sung this many semitones away "
-                         "(voice kept), e.g. -6 -3 3 6, so that it renders the voice at other singers' pitches")
     va.add_argument("--force", action="store_true", help="overwrite --out and replace a voice of the same name")
     va.add_argument("--work-dir", default=None, help="keep the features here; a rerun reuses unchanged files")
     va.add_argument("--quiet", action="store_true")

@@ -173,12 +173,11 @@ def _train(dec: ConsistencyDecoder, train: _Items, cfg: FinetuneConfig, name: st
 
 def finetune_voice(base: VoiceModel, feats_dir, name: str, cfg: FinetuneConfig | None = None,
                    progress: bool = True, device: str | None = None, half: bool = True,
-                   base_label: str = "", extra_feats=()) -> tuple[VoiceModel, dict]:
+                   base_label: str = "") -> tuple[VoiceModel, dict]:
     """Base model + the feature cache of one singer (voice `name`) -> (new VoiceModel, statistics).
 
     The new model holds the fine-tuned student only (the teacher, if any, was not adapted), the base's
-    voices plus `name` -> its mean d-vector, and the run's provenance in meta["finetuned"]. Utterances of
-    `name` in the feature caches `extra_feats` (re-sung copies) join the training crops only."""
+    voices plus `name` -> its mean d-vector, and the run's provenance in meta["finetuned"]."""
     cfg = cfg or FinetuneConfig()
     if base.student is None:
         raise ComoliveError("the base model has no one-step student decoder to fine-tune (distil it first)")
@@ -191,8 +190,7 @@ def finetune_voice(base: VoiceModel, feats_dir, name: str, cfg: FinetuneConfig |
     try:
         data, utts, speaker = _load_voice(feats_dir, name, base.cfg)
         held = set(heldout_indices(len(utts), cfg.heldout_every, cfg.heldout_min_utts))
-        extra = [u for d in extra_feats for u in _load_voice(d, name, base.cfg)[1]]
-        train = _Items(data, [u for i, u in enumerate(utts) if i not in held] + extra, speaker, dev)
+        train = _Items(data, [u for i, u in enumerate(utts) if i not in held], speaker, dev)
         val = _Items(data, [u for i, u in enumerate(utts) if i in held], speaker, dev)
         dec = copy.deepcopy(base.student).float().to(dev).requires_grad_(True)
         before = heldout_loss(dec, val, cfg)
@@ -206,7 +204,6 @@ def finetune_voice(base: VoiceModel, feats_dir, name: str, cfg: FinetuneConfig |
         torch.set_num_threads(threads)
     dec = dec.requires_grad_(False).cpu()
     stats = _stats(cfg, utts, len(held), before, after, losses, step_s, base.cfg.frame_rate)
-    stats["shifted_utterances"] = len(extra)
     return _new_model(base, dec, name, speaker, stats, base_label), stats
 
 

@@ -28,9 +28,8 @@ from training.preprocess import AUDIO_EXTENSIONS, MIN_SECONDS, check_audio, prep
 from models.audio_io import load_audio
 from models.errors import ComoliveError
 from training.finetune import FinetuneConfig, finetune_voice
-from training.pitch_augment import write_shifted_copies
 from training.vocoder_train import finetune_hn
-from training.voice_defaults import DECODER_STEPS, PITCH_SHIFTS, VOCODER_STEPS
+from training.voice_defaults import DECODER_STEPS, VOCODER_STEPS
 from models.hn_vocoder import PRETRAINED as SHARED_HN
 from models.voice_model import VoiceModel, own_vocoder_stem
 
@@ -209,21 +208,6 @@ def preprocess_voice(name: str, folder: Path, feats: Path, base: VoiceModel, pro
     return [(p[len(strip):] if p.startswith(strip) else p, why) for p, why in report.rejected], report.reused
 
 
-def shifted_features(name: str, folder: Path, usable: list[str], feats: Path, base: VoiceModel,
-                     pitch_shifts: tuple[float, ...], progress: bool, device: str | None) -> list[Path]:
-    """The usable recordings re-sung at each shift, preprocessed as NAME into FEATS/shifted (kept out of
-    FEATS' own index, so the d-vector and the vocoder see the originals only); [] without shifts."""
-    if not pitch_shifts:
-        return []
-    say = tqdm.write if progress else (lambda _msg: None)
-    say(f"re-singing the recordings {', '.join(f'{s:+g}' for s in pitch_shifts)} semitones away (WORLD)...")
-    out = feats / "shifted"
-    with tempfile.TemporaryDirectory(prefix="comolive-shifted-") as tmp:
-        write_shifted_copies([folder / rel for rel in usable], Path(tmp), list(pitch_shifts))
-        preprocess_voice(name, Path(tmp), out, base, progress, device)
-    return [out]
-
-
 def _voice_utterances(feats: Path, name: str) -> tuple[list[dict], np.ndarray]:
     index = json.loads((feats / "index.json").read_text())
     utts = [u for u in index["utterances"] if u["voice"] == name]
@@ -236,11 +220,9 @@ def _voice_utterances(feats: Path, name: str) -> tuple[list[dict], np.ndarray]:
 
 def add_voice(name: str, folder: str | Path, model: str | Path | None = None, out: str | Path | None = None,
               steps: int = DECODER_STEPS, force: bool = False, progress: bool = True, work_dir: str | Path | None = None,
-              device: str | None = None, vocoder_steps: int = VOCODER_STEPS,
-              pitch_shifts: tuple[float, ...] = PITCH_SHIFTS) -> tuple[Path, dict]:
+              device: str | None = None, vocoder_steps: int = VOCODER_STEPS) -> tuple[Path, dict]:
     """Recordings of one singer -> a saved voice model with the voice NAME added (and its own hn vocoder
-    unless vocoder_steps is 0). The decoder also learns from copies of the recordings re-sung `pitch_shifts`
-    semitones away (training/pitch_augment.py). Returns (model stem, report)."""
+    unless vocoder_steps is 0). Returns (model stem, report)."""
     check_name(name)
     if steps < 1:
         raise ComoliveError(f"steps must be at least 1, got {steps}")
@@ -264,10 +246,8 @@ def add_voice(name: str, folder: str | Path, model: str | Path | None = None, ou
         warnings = check_one_singer(utts, embs, base.cfg.frame_rate)
         for w in warnings:
             say(f"warning: {w}")
-        extra = shifted_features(name, folder, list(scan.usable), feats, base, pitch_shifts, progress, device)
         vm, stats = finetune_voice(base, feats, name, FinetuneConfig(steps=steps), progress=progress,
-                                   device=device, half=True, base_label=str(model) if model else "default",
-                                   extra_feats=extra)
+                                   device=device, half=True, base_label=str(model) if model else "default")
         own, init = own_vocoder_stem(stem), base.own_vocoder("hn")
         if init is None or init.resolve() != own.resolve():  # one left by an earlier model of that name is not ours
             for suffix in (".safetensors", ".json"):

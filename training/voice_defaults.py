@@ -3,4 +3,3 @@ can show them without importing torch). How they were chosen: docs/results.md, "
 
 DECODER_STEPS = 300        # one-step decoder fine-tuning steps
 VOCODER_STEPS = 300        # hn vocoder fine-tuning steps (0: the model keeps the shared hn)
-PITCH_SHIFTS: tuple[float, ...] = ()   # re-sung copies for the decoder, semitones (training/pitch_augment.py)
