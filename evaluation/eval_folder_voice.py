@@ -8,7 +8,7 @@ on them (and, as it does by default, fine-tunes the model's own hn vocoder on th
 value, and the same clips are the zero-shot reference (`--ref`, with the shared hn) for comparison. The last
 clip is never used for either: similarity to the target is measured against it. Sources: the first sung clip
 of every other singer of the split (the first `sources` of them, sorted), converted at key 0 and at the
-register key (evaluation/eval_real.register_key), hn vocoder.
+register key (evaluation/eval_real.register_key), hn vocoder unless `--vocoder` names others.
 target_gain = sim(output, left-out clip) - sim(source, left-out clip).
 
 `--split train` chooses settings (step counts) on a singer of the train split, so that none is chosen on the
@@ -28,7 +28,8 @@ from evaluation.eval_real import _by_speaker, _median_f0, heldout_rows, register
 from training.voice_defaults import DECODER_STEPS as STEPS, VOCODER_STEPS
 
 
-def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | int = STEPS, vocoder: str = "hn",
+def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | int = STEPS,
+                          vocoder: list[str] | str = "hn",
                           sources: int = 6, progress: bool = True, split: str = "heldout",
                           vocoder_steps: int = VOCODER_STEPS, zero_shot: bool = True) -> dict:
     from engine.converter import Converter
@@ -41,6 +42,7 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | 
 
     real_dir = Path(real_dir)
     step_list = [steps] if isinstance(steps, int) else list(steps)
+    vocoders = [vocoder] if isinstance(vocoder, str) else list(vocoder)
     singing = _by_speaker(heldout_rows(real_dir, split), "singing")
     if singer not in singing:
         raise ValueError(f"{singer}: no sung clips in the {split} split")
@@ -57,17 +59,18 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | 
         for c in train:
             (folder / Path(c).name).symlink_to((real_dir / c).resolve())
         systems, reports = {}, {}
+        reference = reference_from_audio(spk, [(*load_audio(real_dir / c), c) for c in train])
         for n in step_list:
-            name = f"folder {n}" if len(step_list) > 1 else "folder voice"
             stem, report = add_voice("folder_voice", folder, out=Path(tmp) / f"voice{n}", steps=n,
                                      progress=progress, vocoder_steps=vocoder_steps)
-            systems[name] = (Converter(model=stem, vocoder=vocoder), {"voice": "folder_voice"})
-            reports[name] = {k: v for k, v in report.items()
-                             if k in ("seconds_per_step", "steps", "files_used", "vocoder_steps", "vocoder_seconds")}
-        if zero_shot:
-            systems["zero-shot"] = (Converter(vocoder=vocoder),
-                                    {"reference": reference_from_audio(spk, [(*load_audio(real_dir / c), c)
-                                                                             for c in train])})
+            reports[n] = {k: v for k, v in report.items()
+                          if k in ("seconds_per_step", "steps", "files_used", "vocoder_steps", "vocoder_seconds")}
+            for voc in vocoders:
+                name = " ".join(["folder voice"] + [f"{n} steps"] * (len(step_list) > 1) + [voc] * (len(vocoders) > 1))
+                systems[name] = (Converter(model=stem, vocoder=voc), {"voice": "folder_voice"})
+        for voc in vocoders if zero_shot else []:
+            systems[" ".join(["zero-shot"] + [voc] * (len(vocoders) > 1))] = (Converter(vocoder=voc),
+                                                                            {"reference": reference})
         rows = []
         for other in sorted(s for s in singing if s != singer)[:sources]:
             src_rel = singing[other][0]["path"]
@@ -90,7 +93,7 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | 
                             **{k: float(np.mean([r[k] for r in rs]))
                                for k in ("sim_target", "sim_source", "target_gain", "dnsmos_ovrl")}})
     return {"singer": singer, "split": split, "train_clips": train, "measure_clip": measure, "steps": step_list,
-            "vocoder": vocoder, "voice_add": reports, "summary": summary, "rows": rows}
+            "vocoders": vocoders, "voice_add": reports, "summary": summary, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,17 +104,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="train: choose settings on a train-split singer")
     ap.add_argument("--steps", type=int, nargs="+", default=[STEPS], help="decoder steps; several compare side by side")
     ap.add_argument("--vocoder-steps", type=int, default=VOCODER_STEPS)
+    ap.add_argument("--vocoder", nargs="+", default=["hn"], help="vocoders; several compare side by side (hn: the "
+                    "folder voice's own hn)")
     ap.add_argument("--no-zero-shot", action="store_true", help="leave out the zero-shot row")
     ap.add_argument("--sources", type=int, default=6, help="source singers (the first N others, sorted)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    doc = evaluate_folder_voice(a.real_dir, a.singer, a.steps, sources=a.sources, split=a.split,
+    doc = evaluate_folder_voice(a.real_dir, a.singer, a.steps, a.vocoder, sources=a.sources, split=a.split,
                                 vocoder_steps=a.vocoder_steps, zero_shot=not a.no_zero_shot)
     print(f"{a.singer} ({a.split}): voice added from {len(doc['train_clips'])} clips, measured on "
           f"{doc['measure_clip']}")
-    print(f"{'system':<14} {'key':<9} {'n':>2} {'sim_target':>10} {'sim_source':>10} {'tgt_gain':>9} {'dnsmos':>7}")
+    print(f"{'system':<28} {'key':<9} {'n':>2} {'sim_target':>10} {'sim_source':>10} {'tgt_gain':>9} {'dnsmos':>7}")
     for r in doc["summary"]:
-        print(f"{r['system']:<14} {r['key']:<9} {r['n']:>2} {r['sim_target']:>10.3f} {r['sim_source']:>10.3f} "
+        print(f"{r['system']:<28} {r['key']:<9} {r['n']:>2} {r['sim_target']:>10.3f} {r['sim_source']:>10.3f} "
               f"{r['target_gain']:>+9.3f} {r['dnsmos_ovrl']:>7.2f}")
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=2) + "\n")

@@ -37,6 +37,18 @@ def own_vocoder_stem(stem: str | Path, vocoder: str = "hn") -> Path:
     return stem.with_name(f"{stem.name}_{vocoder}")
 
 
+def own_vocoder_of(stem: str | Path | None, vocoder: str) -> Path | None:
+    """The stem of the model STEM's own copy of `vocoder` when one lies beside it (else None: the shared one)."""
+    name = str(vocoder).strip().lower()
+    if stem is None or name not in OWN_VOCODERS:
+        return None
+    stem = Path(stem)
+    if stem.suffix in (".safetensors", ".json"):  # a model named by one of its files
+        stem = stem.with_suffix("")
+    own = own_vocoder_stem(stem, name)
+    return own if own.with_suffix(".safetensors").is_file() else None  # where save_checkpoint writes it
+
+
 class VoiceModel:
     def __init__(self, cfg: ModelConfig, voices: dict[str, np.ndarray], student: ConsistencyDecoder | None = None,
                  teacher: EDMDecoder | None = None, meta: dict | None = None):
@@ -107,11 +119,7 @@ class VoiceModel:
 
     def own_vocoder(self, vocoder: str) -> Path | None:
         """The stem of this model's own copy of `vocoder` when one lies beside it (else None: the shared one)."""
-        name = str(vocoder).strip().lower()
-        if self.stem is None or name not in OWN_VOCODERS:
-            return None
-        own = own_vocoder_stem(self.stem, name)
-        return own if own.with_suffix(".safetensors").is_file() else None  # where save_checkpoint writes it
+        return own_vocoder_of(self.stem, vocoder)
 
     def to(self, device: str | torch.device) -> "VoiceModel":
         self.device = torch.device(device)
