@@ -21,10 +21,9 @@ def cmd_convert(a: argparse.Namespace) -> None:
     """The live pipeline over the file (what `live` and `stream` play, sample for sample), or with --whole
     (and for the teacher) the whole-file converter."""
     from models.audio_io import check_writable, load_audio
-    from models.vocoders import default_offline_vocoder, pitch_note
+    from models.vocoders import pitch_note
 
     out = check_writable(a.output, a.force)
-    a.vocoder = a.vocoder or default_offline_vocoder(a.device, a.model)
     if pitch_note(a.vocoder):
         print(pitch_note(a.vocoder))
     whole = a.whole or a.sampler == "teacher"
@@ -164,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sampler", choices=("student", "teacher"), default="student",
                    help="student (consistency, 1..k steps) or teacher (EDM, Heun)")
     c.add_argument("--pitch", default="fcpe", choices=tuple(PITCH_EXTRACTORS), help="pitch extractor")
-    c.add_argument("--vocoder", default=None,
-                   help="nsf (NSF HiFi-GAN, the default), hn (compact, fast on a CPU; the default for a model with an "
-                        "hn of its own, from `voice add`), hn-causal, or hifigan (the V1: pitch read from the mel)")
+    c.add_argument("--vocoder", default="nsf",
+                   help="nsf (NSF HiFi-GAN, default), hn (compact, fast on a CPU), hn-causal, or hifigan "
+                        "(the V1: pitch read from the mel)")
     c.add_argument("--check-pitch", action="store_true",
                    help="also print how far the output's melody is from the input's (Harvest f0, x key)")
     c.add_argument("--gate-db", type=float, default=None,

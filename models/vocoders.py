@@ -165,12 +165,9 @@ def default_live_vocoder(device: str | torch.device | None = None) -> str:
     return "nsf" if dev.type == "cuda" else "hn"
 
 
-def default_offline_vocoder(device: str | torch.device | None = None, model: str | Path | None = None) -> str:
-    """The vocoder for offline conversion: "hn" for a model with an hn of its own (a voice added from a
-    folder: that vocoder was fine-tuned on the singer), else the NSF HiFi-GAN (quality first, pitch from f0)."""
-    from models.voice_model import own_vocoder_of
-
-    return "hn" if own_vocoder_of(model, "hn") is not None else "nsf"
+def default_offline_vocoder(device: str | torch.device | None = None) -> str:
+    """The vocoder for offline conversion: the NSF HiFi-GAN everywhere (quality first, pitch from f0)."""
+    return "nsf"
 
 
 PITCH_FROM_MEL = ("hifigan",)  # vocoders whose pitch is read from the mel, not from the f0 they are given

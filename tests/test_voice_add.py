@@ -82,9 +82,17 @@ def test_folder_becomes_a_voice_next_to_the_old_ones(singer, tmp_path, monkeypat
     assert all(torch.equal(own_w[k], live_w[k]) for k in own_w)
     assert not all(torch.equal(own_w[k], shared_w[k]) for k in own_w)
     assert base.own_vocoder("hn") is None  # the shipped model runs with the shared one
+    assert VoiceModel.load(tmp_path / "voices" / "my-voice_1.safetensors").own_vocoder("hn") == vm.own_vocoder("hn")
 
     with pytest.raises(ComoliveError, match="already exists"):
         add_voice("my-voice_1", singer, steps=1, progress=False)
+
+    # overwriting the model in place (relative --out) without vocoder steps keeps its own hn, and says so
+    own = (tmp_path / "voices" / "my-voice_1_hn.safetensors").read_bytes()
+    _, again = add_voice("my-voice_1", singer, model=stem, out=stem, force=True, steps=1, progress=False,
+                         work_dir=tmp_path / "work", vocoder_steps=0)
+    assert (tmp_path / "voices" / "my-voice_1_hn.safetensors").read_bytes() == own
+    assert again["vocoder"] == str(Path("voices") / "my-voice_1_hn") and "as it was" in summary(again)
 
 
 def test_silent_folder_is_refused(tmp_path):

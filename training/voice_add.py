@@ -249,10 +249,11 @@ def add_voice(name: str, folder: str | Path, model: str | Path | None = None, ou
         vm, stats = finetune_voice(base, feats, name, FinetuneConfig(steps=steps), progress=progress,
                                    device=device, half=True, base_label=str(model) if model else "default")
         own, init = own_vocoder_stem(stem), base.own_vocoder("hn")
-        if init is None or init.resolve() != own.resolve():  # one left by an earlier model of that name is not ours
+        kept = init is not None and init.resolve() == own.resolve()  # overwriting a model in place keeps its own
+        if not kept:  # one left by an earlier model of that name is not ours
             for suffix in (".safetensors", ".json"):
                 own.with_suffix(suffix).unlink(missing_ok=True)
-        voc = {"vocoder_steps": 0, "vocoder": None}
+        voc = {"vocoder_steps": 0, "vocoder": str(own) if kept else None}
         if vocoder_steps:
             say(f"fine-tuning the hn vocoder on the same recordings ({vocoder_steps} steps)...")
             voc = finetune_hn(feats, own, init or SHARED_HN, vocoder_steps, progress)
@@ -263,6 +264,15 @@ def add_voice(name: str, folder: str | Path, model: str | Path | None = None, ou
     return stem, report
 
 
+def _vocoder_line(report: dict) -> str:
+    if report["vocoder_steps"]:
+        return (f"its own hn vocoder: {report['vocoder']}.safetensors ({report['vocoder_steps']} steps, "
+                f"{report['vocoder_seconds']:.0f} s; used with --vocoder hn and live on a CPU)")
+    if report["vocoder"]:  # the model was overwritten in place and keeps the one it had
+        return f"its own hn vocoder: {report['vocoder']}.safetensors, as it was (--vocoder-steps 0)"
+    return "hn vocoder: the shared one (--vocoder-steps 0)"
+
+
 def summary(report: dict) -> str:
     """The report of add_voice as the CLI prints it."""
     def fmt(x):
@@ -271,9 +281,7 @@ def summary(report: dict) -> str:
     lines = [f"voice '{report['name']}' added: {report['model']}.safetensors "
              f"({report['files_used']} file(s), {report['utterances']} utterances, {report['seconds'] / 60:.1f} min; "
              f"{report['steps']} steps at {report['seconds_per_step']:.2f} s/step)",
-             (f"its own hn vocoder: {report['vocoder']}.safetensors ({report['vocoder_steps']} steps, "
-              f"{report['vocoder_seconds']:.0f} s; used with --vocoder hn and live on a CPU)" if report["vocoder"]
-              else "hn vocoder: the shared one (--vocoder-steps 0)"),
+             _vocoder_line(report),
              f"held-out loss ({report['heldout_utterances']} utterance(s)): {fmt(report['loss_before'])} before, "
              f"{fmt(report['loss_after'])} after",
              f"use it: python main.py convert IN.wav OUT.wav --model {report['model']} --voice {report['name']}"]
