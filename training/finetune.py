@@ -30,6 +30,7 @@ from models.edm import mel_to_unit
 from models.errors import ComoliveError
 from models.noise import frame_noise
 from models.voice_model import VoiceModel
+from training.voice_defaults import DECODER_STEPS
 
 # meta keys VoiceModel.save writes itself; a base model's copies of them must not shadow the new values
 _SAVE_KEYS = ("format", "version", "config", "voices")
@@ -37,7 +38,7 @@ _SAVE_KEYS = ("format", "version", "config", "voices")
 
 @dataclass
 class FinetuneConfig:
-    steps: int = 300
+    steps: int = DECODER_STEPS
     batch_size: int = 8
     segment_frames: int = 128
     lr: float = 1e-4
