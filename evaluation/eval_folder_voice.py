@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.metrics import cosine
-from evaluation.eval_real import _by_speaker, _median_f0, heldout_rows, register_key
+from evaluation.eval_real import _by_speaker, _median_f0, manifest_rows, register_key
 from training.voice_defaults import DECODER_STEPS as STEPS, VOCODER_STEPS
 
 
@@ -43,7 +43,7 @@ def evaluate_folder_voice(real_dir: str | Path, singer: str, steps: list[int] | 
     real_dir = Path(real_dir)
     step_list = [steps] if isinstance(steps, int) else list(steps)
     vocoders = [vocoder] if isinstance(vocoder, str) else list(vocoder)
-    singing = _by_speaker(heldout_rows(real_dir, split), "singing")
+    singing = _by_speaker(manifest_rows(real_dir, split), "singing")
     if singer not in singing:
         raise ValueError(f"{singer}: no sung clips in the {split} split")
     clips = [c["path"] for c in singing[singer]]

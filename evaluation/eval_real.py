@@ -73,7 +73,7 @@ def _seconds(real_dir: Path, row: dict) -> float:
             return 0.0
 
 
-def heldout_rows(real_dir: str | Path, split: str = "heldout") -> list[dict]:
+def manifest_rows(real_dir: str | Path, split: str = "heldout") -> list[dict]:
     """The manifest's rows of `split` ("heldout" unless a setting is being chosen on "train"), sorted by
     path ("seconds" as a number); other rows are dropped as they are read."""
     real_dir = Path(real_dir)
@@ -329,7 +329,7 @@ def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder
         raise ComoliveError(f"pairs must be at least 1, got {pairs}")
     if not 0 < min_s <= max_s:
         raise ComoliveError(f"ref_seconds must be (shortest, longest) with 0 < shortest <= longest, got {ref_seconds}")
-    plan = plan_pairs(heldout_rows(real_dir), pairs, (min_s, max_s))
+    plan = plan_pairs(manifest_rows(real_dir), pairs, (min_s, max_s))
     notes = [] if len(plan) == pairs else [f"{pairs} pairs asked for; the held-out rows give {len(plan)}"]
     if live and (tuple(system) != ("student", 1) or retrieval):
         live = False

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evaluation.eval_real import (SUMMARY_COLUMNS, evaluate_real, heldout_rows, plan_pairs, print_real_report,
+from evaluation.eval_real import (SUMMARY_COLUMNS, evaluate_real, manifest_rows, plan_pairs, print_real_report,
                               register_key)
 from models.errors import ComoliveError
 from tests.helpers import harmonic
@@ -59,10 +59,10 @@ def real_dir(tmp_path_factory) -> Path:
 
 
 def test_pairs_are_fixed_by_the_heldout_rows(real_dir):
-    rows = heldout_rows(real_dir)
+    rows = manifest_rows(real_dir)
     assert {r["split"] for r in rows} == {"heldout"} and "c" not in {r["speaker"] for r in rows}
     plan = plan_pairs(rows, 2)
-    assert plan == plan_pairs(heldout_rows(real_dir), 2)
+    assert plan == plan_pairs(manifest_rows(real_dir), 2)
     assert [(p["source"], p["target_speaker"]) for p in plan] == [("heldout/a/a1.flac", "b"),
                                                                   ("heldout/b/b1.flac", "a")]
     assert plan[0]["references"] == {"singing": "heldout/b/b1.flac", "speech": "heldout/b/b_speech.flac"}
@@ -90,7 +90,7 @@ def test_pair_rules_short_references_and_round_robin():
 def test_evaluate_real_rows_keys_and_report(real_dir, capsys):
     doc = evaluate_real(real_dir, vocoder="hn", device="cpu", pairs=2, live=False, progress=False)
     json.dumps(doc, allow_nan=False)
-    assert doc["mode"] == "real" and doc["inputs"]["pairs"] == plan_pairs(heldout_rows(real_dir), 2)
+    assert doc["mode"] == "real" and doc["inputs"]["pairs"] == plan_pairs(manifest_rows(real_dir), 2)
     got = {(r["pair"], r["path"], r["reference"], r["key"]): r["semitones"] for r in doc["conversions"]}
     # a 220 -> 330 Hz singer is 7 semitones up, the 180 Hz speech 3 down; the way back 7 down
     assert got == {(0, "offline", "singing", "0"): 0.0, (0, "offline", "singing", "register"): 7.0,

@@ -208,8 +208,8 @@ def add_commands(sub) -> None:
     va.add_argument("--steps", type=arg_types.count, default=DECODER_STEPS,
                     help=f"fine-tuning steps (default {DECODER_STEPS})")
     va.add_argument("--vocoder-steps", type=arg_types.whole("vocoder steps", 0), default=VOCODER_STEPS,
-                    help=f"fine-tuning steps of the model's own hn vocoder on the same recordings (default {VOCODER_STEPS}; "
-                         "0: the shared hn)")
+                    help="fine-tuning steps of the model's own hn vocoder on the same recordings "
+                         f"(default {VOCODER_STEPS}; 0: the shared hn)")
     va.add_argument("--force", action="store_true", help="overwrite --out and replace a voice of the same name")
     va.add_argument("--work-dir", default=None, help="keep the features here; a rerun reuses unchanged files")
     va.add_argument("--quiet", action="store_true")

@@ -219,8 +219,9 @@ def _voice_utterances(feats: Path, name: str) -> tuple[list[dict], np.ndarray]:
 
 
 def add_voice(name: str, folder: str | Path, model: str | Path | None = None, out: str | Path | None = None,
-              steps: int = DECODER_STEPS, force: bool = False, progress: bool = True, work_dir: str | Path | None = None,
-              device: str | None = None, vocoder_steps: int = VOCODER_STEPS) -> tuple[Path, dict]:
+              steps: int = DECODER_STEPS, force: bool = False, progress: bool = True,
+              work_dir: str | Path | None = None, device: str | None = None,
+              vocoder_steps: int = VOCODER_STEPS) -> tuple[Path, dict]:
     """Recordings of one singer -> a saved voice model with the voice NAME added (and its own hn vocoder
     unless vocoder_steps is 0). Returns (model stem, report)."""
     check_name(name)
