@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+from pathlib import Path
 import warnings
 
 from engine import arg_types
@@ -39,7 +41,10 @@ def cmd_convert(a: argparse.Namespace) -> None:
         if not MIN_RATE <= rate <= MAX_RATE:
             print(f"{a.input}: {rate} Hz is outside the live pipeline's {MIN_RATE}-{MAX_RATE} Hz: converted whole")
             whole = True
-    vocoder = (_convert_whole if whole else _convert_pipeline)(a, out)
+    with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
+        if a.adapt:
+            a.model = _adapted_model(a, Path(tmp))
+        vocoder = (_convert_whole if whole else _convert_pipeline)(a, out)
     if a.check_pitch:
         from evaluation.metrics import melody_error
 
@@ -48,6 +53,32 @@ def cmd_convert(a: argparse.Namespace) -> None:
         print(f"melody: output f0 {err['f0_cents_median']:.1f} cents (median) from the input's x key, "
               f"{err['f0_gross_error_rate']:.1%} of frames > 50 cents off, voicing agreement "
               f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {vocoder})")
+
+
+def _adapted_model(a: argparse.Namespace, tmp: Path) -> str:
+    """--adapt: the model with its decoder adapted to the --ref clips (training/reference_adapt.py), saved in
+    TMP for this conversion (with the model's own hn beside it, when it has one)."""
+    import shutil
+    import time
+
+    from models.audio_io import load_audio
+    from models.errors import ComoliveError
+    from models.voice_model import VoiceModel, own_vocoder_stem
+    from training.reference_adapt import adapt_to_reference
+
+    if not a.ref:
+        raise ComoliveError("--adapt adapts the decoder to the reference: give it with --ref CLIP")
+    base = VoiceModel.load(a.model)
+    print(f"adapting the decoder to the reference ({a.adapt} steps)...")
+    t0 = time.perf_counter()
+    vm = adapt_to_reference([load_audio(p) for p in a.ref], base, a.adapt, device=a.device, progress=True)
+    stem = tmp / "adapted"
+    vm.save(stem, half=True)
+    own = base.own_vocoder("hn")
+    for suffix in (".safetensors", ".json") if own is not None else ():
+        shutil.copy(own.with_suffix(suffix), own_vocoder_stem(stem).with_suffix(suffix))
+    print(f"adapted in {time.perf_counter() - t0:.0f} s")
+    return str(stem)
 
 
 def _convert_whole(a: argparse.Namespace, out) -> str:
@@ -156,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--voice", default=None, help="target voice name (see `voices`)")
     c.add_argument("--ref", action="append", default=None, metavar="CLIP",
                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
+    c.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=0, metavar="STEPS",
+                   help="with --ref: first fine-tune the decoder on the reference clips for STEPS (300: about 30 s "
+                        "on a 2-core CPU), so that it renders that voice more closely (default 0: zero-shot)")
     c.add_argument("--key", type=arg_types.key, default=0.0, help="key shift in semitones (-24..24)")
     c.add_argument("--formant", type=arg_types.formant, default=0.0,
                    help="formant shift in semitones (-12..12; needs an f0-driven vocoder: nsf or hn)")

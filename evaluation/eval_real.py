@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,10 +163,11 @@ class RealMeter:
     """The converter, the metric models, and caches: each clip is loaded, embedded and tracked once."""
 
     def __init__(self, real_dir: Path, model=None, vocoder: str = "nsf", device: str | None = None,
-                 notes: list[str] | None = None, system: tuple[str, int] = ("student", 1), retrieval: float = 0.0):
+                 notes: list[str] | None = None, system: tuple[str, int] = ("student", 1), retrieval: float = 0.0,
+                 adapt: int = 0):
         self.real_dir = Path(real_dir)
         self.model = None if model is None else str(model)
-        self.system, self.retrieval = system, retrieval
+        self.system, self.retrieval, self.adapt = system, retrieval, int(adapt)
         self.conv = Converter(model=model, device=device, vocoder=vocoder)
         self.spk = SpeakerEncoder(device=self.conv.device)
         self.mos = DNSMOS()
@@ -174,6 +176,9 @@ class RealMeter:
         self._sources: dict[str, SourceClip] = {}
         self._targets: dict[str, np.ndarray | None] = {}
         self._refs: dict[str, TargetReference | None] = {}
+        self._ref_audio: dict[str, tuple[np.ndarray, int]] = {}
+        self._adapted: dict[str, tuple[object, str]] = {}  # reference clip -> (adapted VoiceModel, its file stem)
+        self._adapted_dir = tempfile.TemporaryDirectory(prefix="comolive-eval-adapt-") if self.adapt else None
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -207,6 +212,7 @@ class RealMeter:
         if rel not in self._refs:
             wav, sr = self.load(rel)
             wav = wav[: int(max_seconds * sr)]
+            self._ref_audio[rel] = (wav, sr)
             try:
                 ref = reference_from_audio(self.spk, [(wav, sr, rel)])
             except AudioInputError as e:
@@ -218,22 +224,45 @@ class RealMeter:
                 self._refs[rel] = TargetReference(ref, _median_f0(self.harvest.extract_from(wav, sr)))
         return self._refs[rel]
 
-    def live_config(self, src: SourceClip, reference: Reference, key: float):
+    def adapted(self, rel: str) -> tuple[object, str]:
+        """The model adapted to reference clip `rel` (training/reference_adapt.py) and the stem it is saved
+        under, made once per clip."""
+        if rel not in self._adapted:
+            from training.reference_adapt import adapt_to_reference
+
+            vm = adapt_to_reference([self._ref_audio[rel]], self.conv.model, self.adapt, device=str(self.conv.device))
+            stem = Path(self._adapted_dir.name) / f"adapted{len(self._adapted)}"
+            vm.save(stem, half=True)
+            self._adapted[rel] = (vm, str(stem))
+        return self._adapted[rel]
+
+    def live_config(self, src: SourceClip, reference: Reference, key: float, model: str | None = None):
         from engine.session_config import SessionConfig
 
         gain = normalize_level(src.wav, src.sr)[1]
-        return SessionConfig(sample_rate=int(src.sr), model=self.model, reference=reference, key=float(key),
+        return SessionConfig(sample_rate=int(src.sr), model=model or self.model, reference=reference, key=float(key),
                              vocoder=self.conv.vocoder.name, device=str(self.conv.device),
                              input_gain_db=20.0 * math.log10(gain))
 
-    def convert(self, path: str, src: SourceClip, reference: Reference, key: float) -> np.ndarray:
+    def convert(self, path: str, src: SourceClip, reference: Reference, key: float,
+                ref_clip: str | None = None) -> np.ndarray:
+        """One conversion; with `adapt`, by the model adapted to `ref_clip` (offline: its decoder swapped into
+        the loaded converter for the call; live: its file)."""
+        adapted = self.adapted(ref_clip) if self.adapt and ref_clip is not None else None
         if path == "offline":
             sampler, steps = self.system
-            return self.conv.convert(src.wav, src.sr, key=key, reference=reference, sampler=sampler, steps=steps,
-                                     retrieval=self.retrieval).audio
+            base = self.conv.model.student
+            if adapted is not None:
+                self.conv.model.student = adapted[0].student.to(self.conv.device)
+            try:
+                return self.conv.convert(src.wav, src.sr, key=key, reference=reference, sampler=sampler,
+                                         steps=steps, retrieval=self.retrieval).audio
+            finally:
+                self.conv.model.student = base
         from engine.stream_session import run_offline
 
-        return np.asarray(run_offline(self.live_config(src, reference, key), src.wav, src.sr), np.float32)
+        cfg = self.live_config(src, reference, key, adapted[1] if adapted is not None else None)
+        return np.asarray(run_offline(cfg, src.wav, src.sr), np.float32)
 
     def measure(self, out: np.ndarray, src: SourceClip, key: float, target: np.ndarray) -> dict:
         row = cents_error(self.harvest.extract_from(out, src.sr), expected_f0(src.f0, key))
@@ -269,7 +298,7 @@ def _pair_rows(meter: RealMeter, pair: dict, live: bool, max_ref_s: float, bar: 
             for mode, key in keys.items():
                 bar.set_postfix_str(f"pair {pair['pair']}: {path}, {kind} reference, key {key:+g}")
                 if key not in done:
-                    done[key] = meter.measure(meter.convert(path, src, ref.reference, key), src, key, target)
+                    done[key] = meter.measure(meter.convert(path, src, ref.reference, key, rel), src, key, target)
                 rows.append({**base, "path": path, "reference": kind, "reference_clip": rel, "key": mode,
                              "semitones": key, **done[key]})
                 bar.update()
@@ -319,10 +348,11 @@ def _inputs(real_dir: Path, plan: list[dict], ref_seconds: tuple[float, float], 
 def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder: str = "nsf",
                   device: str | None = None, pairs: int = 12, live: bool = True,
                   ref_seconds: tuple[float, float] = (3, 10), progress: bool = True,
-                  system: tuple[str, int] = ("student", 1), retrieval: float = 0.0) -> dict:
+                  system: tuple[str, int] = ("student", 1), retrieval: float = 0.0, adapt: int = 0) -> dict:
     """The fixed held-out real-voice evaluation of a MANIFEST.tsv folder (see the module doc). `system`
     (sampler, steps) and `retrieval` apply to the offline path; the live path runs only for the live
-    default (the one-step student, no retrieval)."""
+    default (the one-step student, no retrieval). `adapt` > 0: every conversion by the model adapted to its
+    reference clip for that many steps (`convert --adapt`)."""
     real_dir = Path(real_dir)
     min_s, max_s = float(ref_seconds[0]), float(ref_seconds[1])
     if pairs < 1:
@@ -334,7 +364,7 @@ def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder
     if live and (tuple(system) != ("student", 1) or retrieval):
         live = False
         notes.append("live rows are for the one-step student without retrieval: offline rows only")
-    meter = RealMeter(real_dir, model, vocoder, device, notes, tuple(system), float(retrieval))
+    meter = RealMeter(real_dir, model, vocoder, device, notes, tuple(system), float(retrieval), adapt)
     total = sum(2 * len(p["references"]) + (2 if live else 0) for p in plan)
     bar = tqdm(total=total, desc="real-voice eval", unit="conv", disable=not progress, dynamic_ncols=True,
                file=sys.stderr)
@@ -343,7 +373,7 @@ def evaluate_real(real_dir: str | Path, model: str | Path | None = None, vocoder
         conversions += _pair_rows(meter, p, live, max_s, bar)
     bar.close()
     doc = {"mode": "real", "model": str(model or "embedded default"), "vocoder": meter.conv.vocoder.name,
-           "system": f"{system[0]}:{system[1]}", "retrieval": float(retrieval),
+           "system": f"{system[0]}:{system[1]}", "retrieval": float(retrieval), "adapt_steps": int(adapt),
            "device": str(meter.conv.device), "inputs": _inputs(real_dir, plan, (min_s, max_s), live),
            "notes": notes, "summary": summarise_real(conversions), "conversions": conversions}
     return clean_numbers(doc)

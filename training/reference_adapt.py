@@ -1,0 +1,43 @@
+"""Adapting the decoder to a zero-shot reference (`convert --ref CLIP --adapt N`, `eval --real --adapt N`).
+
+A d-vector alone brings an unheard singer only part of the way (the decoder renders an average voice near
+it). A few hundred steps of the `voice add` fine-tuning on the reference clip itself (3-10 s: reconstruction
+from its timbre-perturbed content, conditioned on its d-vector) make the decoder draw that singer; the
+adapted model is a temporary copy, used for this conversion only. The vocoder is not adapted: a few seconds
+are too little for it (docs/results.md).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from models.errors import ComoliveError
+from models.voice_model import VoiceModel
+from training.finetune import FinetuneConfig, finetune_voice
+from training.voice_add import preprocess_voice
+
+ADAPT_STEPS = 300   # chosen on the train split (docs/results.md, "Adapting the decoder to the reference")
+VOICE = "reference"
+
+
+def adapt_to_reference(clips: list[tuple[np.ndarray, int]], base: VoiceModel, steps: int = ADAPT_STEPS,
+                       device: str | None = None, progress: bool = False) -> VoiceModel:
+    """BASE with its one-step decoder fine-tuned for `steps` on the reference clips (audio, rate), and their
+    voice added as "reference"."""
+    if steps < 1:
+        raise ComoliveError(f"adaptation steps must be at least 1, got {steps}")
+    with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
+        folder, feats = Path(tmp) / "clips", Path(tmp) / "features"
+        folder.mkdir()
+        for i, (wav, sr) in enumerate(clips):
+            sf.write(str(folder / f"ref{i}.wav"), np.asarray(wav, np.float32), int(sr))
+        rejected, _ = preprocess_voice(VOICE, folder, feats, base, progress, device)
+        if len(rejected) == len(clips):
+            raise ComoliveError("the reference holds no usable voice to adapt to: "
+                                + "; ".join(why for _, why in rejected))
+        vm, _ = finetune_voice(base, feats, VOICE, FinetuneConfig(steps=steps), progress=progress, device=device,
+                               half=True, base_label="reference adaptation")
+    return vm
