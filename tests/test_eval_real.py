@@ -114,6 +114,16 @@ def test_evaluate_real_rows_keys_and_report(real_dir, capsys):
     assert "2 pairs" in out and "tgt_gain" in out and "register" in out and "b_speech" in out
 
 
+@pytest.mark.slow
+def test_adapted_decoder_rows_offline_and_live(real_dir):
+    """--adapt: each reference clip gets its adapted model once; offline and live rows both use it."""
+    doc = evaluate_real(real_dir, vocoder="hn", device="cpu", pairs=1, live=True, progress=False, adapt=1)
+    assert doc["adapt_steps"] == 1
+    paths = {(r["path"], r["reference"]) for r in doc["conversions"]}
+    assert paths == {("offline", "singing"), ("live", "singing"), ("offline", "speech")}
+    assert all(np.isfinite(r["target_gain"]) and 0.0 < r["dnsmos_ovrl"] <= 5.0 for r in doc["conversions"])
+
+
 def test_bad_folders_are_one_clear_error(tmp_path):
     with pytest.raises(ComoliveError, match="no MANIFEST.tsv"):
         evaluate_real(tmp_path, vocoder="hn", live=False, progress=False)

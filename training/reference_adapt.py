@@ -34,10 +34,11 @@ def adapt_to_reference(clips: list[tuple[np.ndarray, int]], base: VoiceModel, st
         folder.mkdir()
         for i, (wav, sr) in enumerate(clips):
             sf.write(str(folder / f"ref{i}.wav"), np.asarray(wav, np.float32), int(sr))
-        rejected, _ = preprocess_voice(VOICE, folder, feats, base, progress, device)
-        if len(rejected) == len(clips):
-            raise ComoliveError("the reference holds no usable voice to adapt to: "
-                                + "; ".join(why for _, why in rejected))
+        try:
+            preprocess_voice(VOICE, folder, feats, base, progress, device)
+        except ComoliveError as e:  # its message names the temporary files: say it of the reference
+            reasons = [line.split(": ", 1)[-1] for line in str(e).splitlines()[1:]] or [str(e)]
+            raise ComoliveError("the reference holds no usable voice to adapt to: " + "; ".join(reasons)) from None
         vm, _ = finetune_voice(base, feats, VOICE, FinetuneConfig(steps=steps), progress=progress, device=device,
                                half=True, base_label="reference adaptation")
     return vm

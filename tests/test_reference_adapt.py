@@ -1,0 +1,58 @@
+"""Adapting the decoder to a zero-shot reference (training/reference_adapt.py, `convert --ref --adapt`):
+only the decoder moves, the reference becomes a voice of the adapted copy, a silent reference is refused,
+and the CLI converts with the adapted copy (or says why it cannot)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from models.errors import ComoliveError
+from models.voice_model import VoiceModel
+from tests.helpers import harmonic
+from tests.test_cli import assert_clean_error, cli
+from training.reference_adapt import VOICE, adapt_to_reference
+
+SR = 22050
+
+
+def _clip(f0: float = 247.0, seconds: float = 4.0) -> np.ndarray:
+    """A sung vowel with syllable-rate loudness changes and a little noise (voice to the slicer and VAD)."""
+    x = harmonic(f0, seconds, SR, n_harm=20, vibrato_cents=40)
+    t = np.arange(len(x)) / SR
+    noise = 0.003 * np.random.default_rng(0).standard_normal(len(x))
+    return (x * (0.55 - 0.45 * np.cos(2 * np.pi * 4.0 * t)) + noise).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_only_the_decoder_moves_and_the_reference_becomes_a_voice():
+    base = VoiceModel.load()
+    vm = adapt_to_reference([(_clip(), SR)], base, steps=2)
+    assert set(vm.voices) == set(base.voices) | {VOICE} and vm.teacher is None
+    assert vm.speaker(VOICE).shape == (base.cfg.speaker_dim,)
+    assert all(np.allclose(vm.speaker(v), base.speaker(v)) for v in base.voices)
+    moved = [not torch.equal(a.float(), b.float()) for a, b in zip(vm.student.state_dict().values(),
+                                                                    base.student.state_dict().values())]
+    assert any(moved)
+
+
+def test_silence_and_bad_steps_are_refused():
+    base = VoiceModel.load()
+    with pytest.raises(ComoliveError, match="no usable voice"):
+        adapt_to_reference([(np.zeros(4 * SR, np.float32), SR)], base, steps=1)
+    with pytest.raises(ComoliveError, match="at least 1"):
+        adapt_to_reference([(_clip(), SR)], base, steps=0)
+
+
+@pytest.mark.slow
+def test_convert_with_an_adapted_decoder(tmp_path):
+    src, ref, out = tmp_path / "in.wav", tmp_path / "ref.flac", tmp_path / "out.wav"
+    sf.write(src, _clip(196.0, 2.0), SR)
+    sf.write(ref, _clip(), SR)
+    r = cli("convert", str(src), str(out), "--ref", str(ref), "--adapt", "2", "--vocoder", "hn", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "adapting the decoder to the reference (2 steps)" in r.stdout and "converted" in r.stdout
+    y, sr = sf.read(out)
+    assert sr == SR and abs(len(y) - 2 * SR) <= 1 and np.isfinite(y).all() and np.abs(y).max() > 0
+    assert_clean_error(cli("convert", str(src), str(tmp_path / "o2.wav"), "--adapt", "2"), "give it with --ref")
