@@ -11,8 +11,8 @@ import argparse
 import os
 import sys
 import tempfile
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 from engine import arg_types
 from engine.registry import PITCH_EXTRACTORS
