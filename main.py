@@ -41,10 +41,7 @@ def cmd_convert(a: argparse.Namespace) -> None:
         if not MIN_RATE <= rate <= MAX_RATE:
             print(f"{a.input}: {rate} Hz is outside the live pipeline's {MIN_RATE}-{MAX_RATE} Hz: converted whole")
             whole = True
-    with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
-        if a.adapt:
-            a.model = _adapted_model(a, Path(tmp))
-        vocoder = (_convert_whole if whole else _convert_pipeline)(a, out)
+    vocoder = (_convert_whole if whole else _convert_pipeline)(a, out)
     if a.check_pitch:
         from evaluation.metrics import melody_error
 
@@ -56,8 +53,9 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
 
 def _adapted_model(a: argparse.Namespace, tmp: Path) -> str:
-    """--adapt: the model with its decoder adapted to the --ref clips (training/reference_adapt.py), saved in
-    TMP for this conversion (with the model's own hn beside it, when it has one)."""
+    """--adapt (convert, live, stream): the model with its decoder adapted to the --ref clips
+    (training/reference_adapt.py), saved in TMP for this run (with the model's own hn beside it, when it has
+    one)."""
     import shutil
     import time
 
@@ -178,6 +176,8 @@ def cmd_gui(a: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    from realtime.cli import adapt_arg
+
     p = argparse.ArgumentParser(prog="main.py", description="comolive: real-time singing voice conversion")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -187,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--voice", default=None, help="target voice name (see `voices`)")
     c.add_argument("--ref", action="append", default=None, metavar="CLIP",
                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
-    c.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=0, metavar="STEPS",
-                   help="with --ref: first fine-tune the decoder on the reference clips for STEPS (300: about 30 s "
-                        "on a 2-core CPU), so that it renders that voice more closely (default 0: zero-shot)")
+    adapt_arg(c)
     c.add_argument("--key", type=arg_types.key, default=0.0, help="key shift in semitones (-24..24)")
     c.add_argument("--formant", type=arg_types.formant, default=0.0,
                    help="formant shift in semitones (-12..12; needs an f0-driven vocoder: nsf or hn)")
@@ -264,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = one_line
     try:
-        args.func(args)
+        with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
+            if getattr(args, "adapt", 0):
+                args.model = _adapted_model(args, Path(tmp))
+            args.func(args)
     except ComoliveError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
-"""Adapting the decoder to a zero-shot reference (training/reference_adapt.py, `convert --ref --adapt`):
-only the decoder moves, the reference becomes a voice of the adapted copy, a silent reference is refused,
-and the CLI converts with the adapted copy (or says why it cannot)."""
+"""Adapting the decoder to a zero-shot reference (training/reference_adapt.py, `convert`/`stream`/`live --ref
+--adapt`): only the decoder moves, the reference becomes a voice of the adapted copy, a silent reference is
+refused, and the CLI converts with the adapted copy (or says why it cannot)."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,3 +56,9 @@ def test_convert_with_an_adapted_decoder(tmp_path):
     y, sr = sf.read(out)
     assert sr == SR and abs(len(y) - 2 * SR) <= 1 and np.isfinite(y).all() and np.abs(y).max() > 0
     assert_clean_error(cli("convert", str(src), str(tmp_path / "o2.wav"), "--adapt", "2"), "give it with --ref")
+    # the live loop over a file takes it too (main.py adapts before any command that has --adapt)
+    r = cli("stream", str(src), str(tmp_path / "s.wav"), "--fast", "--ref", str(ref), "--adapt", "2",
+            "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "adapting the decoder to the reference (2 steps)" in r.stdout
+    assert sf.info(str(tmp_path / "s.wav")).frames == 2 * SR
