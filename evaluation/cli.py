@@ -25,7 +25,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         if len(systems) != 1:
             raise ComoliveError("--real evaluates one system at a time: give one SAMPLER:STEPS with --systems")
         doc = evaluate_real(a.real, model=a.model, vocoder=a.vocoder, device=a.device, pairs=a.pairs,
-                            live=not a.no_live, system=systems[0], retrieval=a.retrieval, adapt=a.adapt)
+                            live=not a.no_live, system=systems[0], retrieval=a.retrieval, adapt=a.adapt_steps)
         print_real_report(doc)
         if a.json:
             Path(a.json).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
@@ -84,7 +84,7 @@ def add_command(sub) -> None:
     ev.add_argument("--retrieval", type=float, default=0.0,
                     help="with --real: share of each content frame replaced by its nearest frames in the reference "
                          "clip (0..1; measured: it does not help the default model, see docs/results.md)")
-    ev.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=0,
+    ev.add_argument("--adapt", dest="adapt_steps", type=arg_types.whole("adaptation steps", 0), default=0,
                     help="with --real: convert with the decoder adapted to each reference clip for N steps "
                          "(convert --adapt; 0: zero-shot)")
     ev.add_argument("--systems", default=None, help="SAMPLER:STEPS list (default teacher:50,student:1,student:2; "

@@ -115,9 +115,14 @@ def test_evaluate_real_rows_keys_and_report(real_dir, capsys):
 
 
 @pytest.mark.slow
-def test_adapted_decoder_rows_offline_and_live(real_dir):
-    """--adapt: each reference clip gets its adapted model once; offline and live rows both use it."""
-    doc = evaluate_real(real_dir, vocoder="hn", device="cpu", pairs=1, live=True, progress=False, adapt=1)
+def test_adapted_decoder_rows_offline_and_live(real_dir, tmp_path):
+    """`eval --real DIR --adapt N`: each reference clip gets its adapted model; offline and live rows use it."""
+    import main
+
+    out = tmp_path / "adapted.json"
+    assert main.main(["eval", "--real", str(real_dir), "--pairs", "1", "--adapt", "1", "--vocoder", "hn",
+                      "--device", "cpu", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
     assert doc["adapt_steps"] == 1
     paths = {(r["path"], r["reference"]) for r in doc["conversions"]}
     assert paths == {("offline", "singing"), ("live", "singing"), ("offline", "speech")}
