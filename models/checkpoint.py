@@ -44,11 +44,15 @@ def save_checkpoint(stem: str | Path, tensors: dict[str, torch.Tensor], meta: di
     return stem
 
 
+def checkpoint_stem(path: str | Path) -> Path:
+    """The stem of a checkpoint named by its stem or by one of its two files."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
 def load_checkpoint(stem: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
     """Read stem.safetensors + stem.json; a clear ModelFileError for anything missing or damaged."""
-    stem = Path(stem)
-    if stem.suffix in (".safetensors", ".json"):
-        stem = stem.with_suffix("")
+    stem = checkpoint_stem(stem)
     st, js = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     for p in (st, js):
         if not p.exists():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from models.checkpoint import checkpoint_stem, load_checkpoint, load_into, save_checkpoint
 from models.config import ModelConfig
 from models.consistency import ConsistencyDecoder
 from models.edm import EDMDecoder, unit_to_mel
@@ -35,18 +35,6 @@ def teacher_stem(stem: str | Path) -> Path:
 def own_vocoder_stem(stem: str | Path, vocoder: str = "hn") -> Path:
     stem = Path(stem)
     return stem.with_name(f"{stem.name}_{vocoder}")
-
-
-def own_vocoder_of(stem: str | Path | None, vocoder: str) -> Path | None:
-    """The stem of the model STEM's own copy of `vocoder` when one lies beside it (else None: the shared one)."""
-    name = str(vocoder).strip().lower()
-    if stem is None or name not in OWN_VOCODERS:
-        return None
-    stem = Path(stem)
-    if stem.suffix in (".safetensors", ".json"):  # a model named by one of its files
-        stem = stem.with_suffix("")
-    own = own_vocoder_stem(stem, name)
-    return own if own.with_suffix(".safetensors").is_file() else None  # where save_checkpoint writes it
 
 
 class VoiceModel:
@@ -78,7 +66,7 @@ class VoiceModel:
 
     @classmethod
     def load(cls, stem: str | Path | None = None, device: str | torch.device = "cpu") -> "VoiceModel":
-        stem = Path(stem) if stem is not None else DEFAULT_MODEL
+        stem = checkpoint_stem(stem) if stem is not None else DEFAULT_MODEL  # beside it: its teacher, its own hn
         tensors, meta = load_checkpoint(stem)
         if meta.get("format") != "comolive-voice-model":
             raise ModelFileError(f"{stem}: not a comolive voice model")
@@ -119,7 +107,11 @@ class VoiceModel:
 
     def own_vocoder(self, vocoder: str) -> Path | None:
         """The stem of this model's own copy of `vocoder` when one lies beside it (else None: the shared one)."""
-        return own_vocoder_of(self.stem, vocoder)
+        name = str(vocoder).strip().lower()
+        if self.stem is None or name not in OWN_VOCODERS:
+            return None
+        own = own_vocoder_stem(self.stem, name)
+        return own if own.with_suffix(".safetensors").is_file() else None  # where save_checkpoint writes it
 
     def to(self, device: str | torch.device) -> "VoiceModel":
         self.device = torch.device(device)
