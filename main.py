@@ -54,29 +54,21 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
 def _adapted_model(a: argparse.Namespace, tmp: Path) -> str:
     """--adapt (convert, live, stream): the model with its decoder adapted to the --ref clips
-    (training/reference_adapt.py), saved in TMP for this run (with the model's own hn beside it, when it has
-    one)."""
-    import shutil
+    (training/reference_adapt.py), saved in TMP for this run."""
     import time
 
     from models.audio_io import load_audio
     from models.errors import ComoliveError
-    from models.voice_model import VoiceModel, own_vocoder_stem
-    from training.reference_adapt import adapt_to_reference
+    from training.reference_adapt import adapt_and_save
 
     if not a.ref:
         raise ComoliveError("--adapt adapts the decoder to the reference: give it with --ref CLIP")
-    base = VoiceModel.load(a.model)
     print(f"adapting the decoder to the reference ({a.adapt} steps)...")
     t0 = time.perf_counter()
-    vm = adapt_to_reference([load_audio(p) for p in a.ref], base, a.adapt, device=a.device, progress=True)
-    stem = tmp / "adapted"
-    vm.save(stem, half=True)
-    own = base.own_vocoder("hn")
-    for suffix in (".safetensors", ".json") if own is not None else ():
-        shutil.copy(own.with_suffix(suffix), own_vocoder_stem(stem).with_suffix(suffix))
+    stem = adapt_and_save([load_audio(p) for p in a.ref], a.model, tmp / "adapted", a.adapt, device=a.device,
+                          progress=True)
     print(f"adapted in {time.perf_counter() - t0:.0f} s")
-    return str(stem)
+    return stem
 
 
 def _convert_whole(a: argparse.Namespace, out) -> str:
@@ -168,10 +160,17 @@ def cmd_bench(a: argparse.Namespace) -> None:
     print_overview(report)
 
 
+def _adapt_for_panel(*args, **kw) -> str:
+    """The panel's Adapt button (training/reference_adapt.py, imported when first pressed)."""
+    from training.reference_adapt import adapt_and_save
+
+    return adapt_and_save(*args, **kw)
+
+
 def cmd_gui(a: argparse.Namespace) -> None:
     from gui.app import run
 
-    run()
+    run(model=getattr(a, "model", None), adapter=_adapt_for_panel)
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -220,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_live_commands(sub)  # live, stream, devices, tune
     g = sub.add_parser("gui", help="the control panel (also what `python main.py` alone opens)")
-    g.set_defaults(func=cmd_gui)
+    g.add_argument("--model", default=None, help="voice model to open with (path stem, e.g. voices/NAME); "
+                                                 "default: the one the panel used last")
+    g.set_defaults(func=cmd_gui, model=None)
 
     add_eval_command(sub)
 

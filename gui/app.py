@@ -41,7 +41,8 @@ def make_app(argv: list[str] | None = None):
     return app
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, model: str | None = None, adapter=None) -> int:
+    """`model`: open with this voice model; `adapter`: what the Adapt button runs (MainWindow)."""
     _check_display()
     import torch
 
@@ -49,6 +50,6 @@ def run(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)  # the live path runs on one thread; the GUI and audio callbacks need the other core
     app = make_app(argv)
-    window = MainWindow()
+    window = MainWindow(model=model, adapter=adapter)
     window.show()
     return app.exec()

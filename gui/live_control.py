@@ -19,12 +19,13 @@ FALLBACK_RATE = 48000  # for the latency budget when the input device is not kno
 SESSION_LIVE = LIVE_FIELDS + ("reference",)  # what a prepared or running session takes without a restart
 
 
-def session_config(s: PanelSettings, rate: int | None = None, reference=None):
+def session_config(s: PanelSettings, rate: int | None = None, reference=None, adapted: str | None = None):
     """The engine's SessionConfig for these settings (its defaults where a setting is None), at the loop's rate;
-    `reference` (engine.reference.Reference) is a voice from clips that replaces the named voice."""
+    `reference` (engine.reference.Reference) is a voice from clips that replaces the named voice, and
+    `adapted` a model adapted to it (a file of this session) that replaces the model."""
     from engine.session_config import SessionConfig
 
-    wanted = dict(block_ms=s.block_ms, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
+    wanted = dict(block_ms=s.block_ms, model=adapted or s.model, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
                   vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms,
                   gate_floor_db=s.gate_floor_db,
                   sample_rate=rate, reference=reference)
@@ -41,12 +42,12 @@ def _device_spec(name: str | None, kind: str, hostapi: str | None, devices: list
     return hits[0].index if len(hits) == 1 else name
 
 
-def live_config(s: PanelSettings, devices: list, reference=None):
+def live_config(s: PanelSettings, devices: list, reference=None, adapted: str | None = None):
     from realtime.live import LiveConfig
     from realtime.recorder import next_take
 
     return LiveConfig(
-        session=session_config(s, input_rate(s, devices), reference),
+        session=session_config(s, input_rate(s, devices), reference, adapted),
         input_device=_device_spec(s.input_device, "input", s.hostapi, devices),
         output_device=_device_spec(s.output_device, "output", s.hostapi, devices),
         monitor_device=_device_spec(s.monitor_device, "output", s.hostapi, devices),
@@ -119,6 +120,7 @@ class LiveControl(QObject):
         self.session = None
         self._session_key = None
         self.reference = None  # a voice from clips (engine.reference.Reference) in place of the named voice
+        self.adapted = None    # a model adapted to that reference (its stem), in place of the settings' model
         self._jobs: set[Job] = set()
         self._preparing = None
 
@@ -138,7 +140,8 @@ class LiveControl(QObject):
     def prepare(self, settings: PanelSettings, devices: list) -> None:
         """Load a session for these settings in the background (unless the one we hold already fits)."""
         try:
-            cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference)
+            cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference,
+                                 self.adapted)
         except Exception as e:  # noqa: BLE001 - e.g. a value the engine refuses: say so, keep going
             from gui.workers import describe
 
@@ -174,7 +177,7 @@ class LiveControl(QObject):
         if self.state != IDLE:
             return
         try:
-            config = live_config(settings, devices, self.reference)
+            config = live_config(settings, devices, self.reference, self.adapted)
         except Exception as e:  # noqa: BLE001 - a bad setting is a message, not a crash
             from gui.workers import describe
 
@@ -243,15 +246,16 @@ class LiveControl(QObject):
             self._preparing = None
 
     def set_reference(self, reference) -> None:
-        """Sing in a voice taken from clips (None: back to the named voice); live when running."""
-        self.reference = reference
+        """Sing in a voice taken from clips (None: back to the named voice); live when running. A model
+        adapted to the previous reference is left (a running loop keeps it until it stops)."""
+        self.reference, self.adapted = reference, None
         if reference is not None:
             self.set(reference=reference)
 
     def set(self, **changes) -> None:
         """Forward live-changeable values to the running loop."""
         if "voice" in changes:
-            self.reference = None  # picking a named voice leaves the voice from clips
+            self.reference = self.adapted = None  # picking a named voice leaves the voice from clips
         live = {k: v for k, v in changes.items() if k in SESSION_LIVE}
         if self.loop is None or not live:
             return
@@ -284,7 +288,8 @@ class LiveControl(QObject):
         """Run realtime.tune.tune on the current settings (at the input's rate) in a worker thread."""
         from realtime.tune import tune
 
-        cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference)
+        cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference,
+                                 self.adapted)
         extra = {"candidates_ms": tuple(candidates_ms)} if candidates_ms else {}
         job = Job(lambda c, progress: tune(c, seconds=seconds, progress=progress, rate=c.sample_rate, **extra),
                   cfg, wants_progress=True, parent=self)

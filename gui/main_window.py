@@ -25,44 +25,59 @@ from models.errors import ComoliveError
 REFRESH_MS = 40            # meters and pitch at 25 Hz
 SLOW_AFTER_BLOCKS = 20     # blocks measured before telling the performer the machine is too slow
 SAVE_DELAY_MS = 500        # settings are written shortly after the last change
-BUDGET_FIELDS = ("block_ms", "margin_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
+BUDGET_FIELDS = ("model", "block_ms", "margin_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
 DEVICE_FIELDS = ("hostapi", "input_device", "sample_rate")  # these change the rate the session runs at
 
 
-def _load_voices():
+def _load_voices(model: str | None):
+    """The voices of a model (None: the embedded default) and its default one; a bad file raises its reason."""
     from models.voice_model import VoiceModel
 
-    vm = VoiceModel.load(None)
+    vm = VoiceModel.load(model)
     return sorted(vm.voices), vm.meta.get("default_voice")
 
 
+def _user_models() -> list:
+    from models.voice_model import USER_VOICES_DIR, find_voice_models
+
+    return find_voice_models(USER_VOICES_DIR)
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, store: SettingsStore | None = None, load_model: bool = True):
+    def __init__(self, store: SettingsStore | None = None, load_model: bool = True, model: str | None = None,
+                 adapter=None):
+        """`model`: a voice model to open with (main.py gui --model) instead of the one remembered.
+        `adapter(clips, model, stem, on_step=...)`: what adapts a model to a clip and saves it at stem
+        (training.reference_adapt.adapt_and_save, which main.py hands in); None: no Adapt button."""
         super().__init__()
         self.setWindowTitle("comolive — live voice conversion")
         self.store = store or SettingsStore()
         self.settings: PanelSettings = self.store.load()
         self.settings.bypass = False
+        if model is not None:
+            self.settings.model = str(model)
         self.devices: list = []
         self.control = LiveControl(self)
         self._last_error = None
         self._warned_slow = False
         self.default_voice: str | None = None
         self._jobs: set[Job] = set()
+        self.adapter = adapter
+        self._adapt_dir = None  # a temporary folder for the adapted models of this session
+        self._adapting = False
         self.load_model = load_model  # False: a panel that only edits settings (never loads the model)
         self.tune_seconds = 10.0       # test phrase length per block size tried
         self.tune_candidates_ms = None  # None: the tuner's own list
         self._build()
         self._wire()
         self._shortcuts()
+        self.voice_panel.set_models(_user_models())
         self.load_settings_into_widgets()
         if self.store.problem:
             self.banner.show_message(self.store.problem)
         self.refresh_devices()
         if load_model:
-            self._start_job(Job(_load_voices, parent=self), self._voices_loaded,
-                            lambda m: self.banner.show_message(f"could not read the voices: {m}"))
-        self.prepare()
+            self._reload_voices()  # then prepares the session: a remembered model that is gone is said once
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -125,6 +140,9 @@ class MainWindow(QMainWindow):
 
         self.voice_panel = VoicePanel()
         self.voice_panel.from_clip.clicked.connect(self.pick_reference_clips)
+        self.voice_panel.open_model.clicked.connect(self.pick_model)
+        self.voice_panel.adapt.clicked.connect(self.adapt_to_reference)
+        self.voice_panel.adapt.setVisible(self.adapter is not None)
         self.audio_panel = AudioPanel()
         self.tune_panel = TunePanel()
         self.tabs = QTabWidget()
@@ -200,6 +218,9 @@ class MainWindow(QMainWindow):
 
     def on_change(self, name: str, value) -> None:
         """One control changed: remember it, apply it live where possible, say when it waits for a restart."""
+        if name == "model":
+            self.use_model(value)  # taken once its voices have been read
+            return
         if name == "voice" and self.control.reference is not None:
             self.use_reference(None)  # back to the named voice, even the one the list already shows
             self.control.set(voice=value)
@@ -242,11 +263,16 @@ class MainWindow(QMainWindow):
             self.banner.show_message(str(e))
             return
         self.load_settings_into_widgets()
+        if "model" in changed:
+            self.control.adapted = None  # adapted from the previous model
+            self.voice_panel.show_reference(self.control.reference)
+            self._reload_voices()
         if self.control.state == RUNNING:
-            live = {k: v for k, v in changed.items() if k in LIVE_FIELDS}
+            # a voice of another model waits for that model, at the next start
+            live = {k: v for k, v in changed.items() if k in LIVE_FIELDS and not (k == "voice" and "model" in changed)}
             if live:
                 self.control.set(**live)
-            later = [k for k in changed if k not in LIVE_FIELDS]
+            later = [k for k in changed if k not in live]
             if later:
                 self.statusBar().showMessage(f"preset '{name}': {', '.join(later)} apply at the next start", 6000)
         elif any(k in BUDGET_FIELDS for k in changed):
@@ -303,6 +329,9 @@ class MainWindow(QMainWindow):
             self.stop()
 
     def start(self) -> None:
+        if self._adapting:
+            self.statusBar().showMessage("adapting to the clip: Start when it is done", 4000)
+            return
         self.banner.clear()
         self._last_error = None
         self._warned_slow = False
@@ -323,6 +352,9 @@ class MainWindow(QMainWindow):
         self.state_label.setStyleSheet("color: #59a14f; font-weight: bold" if running else "")
         self.rec_label.setVisible(bool(running and self.settings.record and self.settings.record_dir))
         self.audio_panel.refresh.setEnabled(state == IDLE)
+        self.voice_panel.model.setEnabled(state == IDLE)  # a model is loaded at the start, not mid-show
+        self.voice_panel.open_model.setEnabled(state == IDLE)
+        self.voice_panel.adapt.setVisible(self.adapter is not None and state == IDLE)  # it takes the whole CPU
         if state == IDLE:
             self.in_meter.set_level(None)
             self.out_meter.set_level(None)
@@ -434,9 +466,111 @@ class MainWindow(QMainWindow):
             if self.control.state != RUNNING:
                 self.prepare()
 
+    def pick_model(self) -> None:
+        from PyQt6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Voice model", "", "comolive voice model (*.safetensors *.json)")
+        if path:
+            self.use_model(path)
+
+    def use_model(self, model: str | None) -> None:
+        """Sing with another voice model (None: the embedded default). Its voices are read in the background
+        and it is taken only if that works; a file that cannot be read is a banner message and the model in
+        use stays."""
+        if self.control.state != IDLE:
+            self.voice_panel.b.show("model", self.settings.model)
+            self.banner.show_message("stop before changing the voice model: it is loaded at the start")
+            return
+        if model is not None:
+            from models.checkpoint import checkpoint_stem
+
+            model = str(checkpoint_stem(model))
+
+        def done(result) -> None:
+            self.settings.model = model
+            self.control.adapted = None  # adapted from the previous model
+            self.voice_panel.show_reference(self.control.reference)
+            self.voice_panel.offer_model(model)
+            self.voice_panel.b.show("model", model)
+            self._voices_loaded(result)
+            self.prepare()
+            self._save_soon()
+
+        def failed(message: str) -> None:
+            self.voice_panel.b.show("model", self.settings.model)
+            self.banner.show_message(f"could not open the voice model: {message}")
+
+        self._start_job(Job(_load_voices, model, parent=self), done, failed)
+
+    def _reload_voices(self) -> None:
+        """Fill the voice list from the model in the settings; one that cannot be read (moved, damaged) is a
+        message, and the panel goes back to the embedded default."""
+        model = self.settings.model
+
+        def failed(message: str) -> None:
+            if model is None:
+                self.banner.show_message(f"could not read the voices: {message}")
+                return
+            self.banner.show_message(f"could not open the voice model {model}: {message}; using the embedded "
+                                     "default")
+            self.settings.model = None
+            self.voice_panel.b.show("model", None)
+            self._reload_voices()
+
+        def done(result) -> None:
+            self._voices_loaded(result)
+            if self.control.state == IDLE:
+                self.prepare()
+
+        self._start_job(Job(_load_voices, model, parent=self), done, failed)
+
+    def adapt_to_reference(self) -> None:
+        """Fine-tune the decoder on the clip in use (in the background, while stopped); the adapted model, a
+        temporary file, then replaces the model until another voice, clip or model is chosen."""
+        ref = self.control.reference
+        if self.adapter is None or ref is None or self._adapting:
+            return
+        if self.control.state != IDLE:
+            self.banner.show_message("stop before adapting: it takes the whole CPU for about half a minute")
+            return
+        import tempfile
+        from pathlib import Path
+
+        if self._adapt_dir is None:
+            self._adapt_dir = tempfile.TemporaryDirectory(prefix="comolive-panel-adapt-")
+        stem = Path(self._adapt_dir.name) / f"adapted{len(list(Path(self._adapt_dir.name).glob('*.json')))}"
+        model, adapter = self.settings.model, self.adapter
+        self._adapting = True
+        self.voice_panel.adapt.setEnabled(False)
+        self._on_busy("adapting to the clip: reading it…")
+
+        def finish() -> None:
+            self._adapting = False
+            self._on_busy("")
+
+        def done(path: str) -> None:
+            finish()
+            if self.control.reference is not ref:
+                return  # another voice was chosen meanwhile
+            self.control.adapted = path
+            self.voice_panel.show_reference(ref, adapted=True)
+            self.statusBar().showMessage("the decoder is adapted to the clip", 4000)
+            self.prepare()
+
+        def failed(message: str) -> None:
+            finish()
+            self.voice_panel.show_reference(self.control.reference, self.control.adapted is not None)
+            self.banner.show_message(f"adapting to the clip: {message}")
+
+        job = Job(lambda progress: adapter(ref.clips, model, stem, on_step=progress), wants_progress=True, parent=self)
+        job.progress.connect(lambda a: self._on_busy(f"adapting to the clip: step {a[0]} of {a[1]}"))
+        self._start_job(job, done, failed)
+
     def _voices_loaded(self, result) -> None:
         names, default = result
         self.default_voice = default
+        if self.settings.voice is not None and self.settings.voice not in names:
+            self.settings.voice = None  # a voice of the previous model: this model's default instead
         self.voice_panel.set_voices(names, default)
         self.voice_panel.b.show("voice", self.settings.voice or default)
 
@@ -450,4 +584,6 @@ class MainWindow(QMainWindow):
             job.wait(60_000)
         QApplication.processEvents()  # deliver a start that finished while closing...
         self.control.stop(wait=True)  # ...and close it
+        if self._adapt_dir is not None:
+            self._adapt_dir.cleanup()
         event.accept()

@@ -19,15 +19,18 @@ CONFIG_ENV = "COMOLIVE_CONFIG_DIR"
 FILE_NAME = "panel.toml"
 
 # The part of the settings a preset carries: the voice and how loud it is, not the sound cards.
-PRESET_FIELDS = ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db",
+PRESET_FIELDS = ("model", "voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db",
                  "input_gain_db", "output_gain_db", "monitor_gain_db")
+# Of those, the ones whose absence from a stored preset means None (the embedded model, the model's default
+# voice): None is not written to the file, and a preset saved before "model" existed was the default model's.
+NONE_PRESET_FIELDS = ("model", "voice")
 # Of those, what a running loop takes without a restart (LiveLoop.set); the rest applies at the next start.
 LIVE_FIELDS = ("voice", "key", "formant", "gate_db", "gate_hold_ms", "gate_floor_db", "input_gain_db",
                "output_gain_db", "monitor_gain_db", "bypass")
 SECTIONS = {
     "audio": ("hostapi", "input_device", "output_device", "monitor_device", "sample_rate", "input_gain_db",
               "output_gain_db", "monitor_gain_db", "record", "record_dir"),
-    "voice": ("voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db", "vocoder",
+    "voice": ("model", "voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db", "vocoder",
               "device"),
     "latency": ("block_ms", "margin_ms"),
 }
@@ -46,6 +49,7 @@ class PanelSettings:
     bypass: bool = False                 # never persisted: a show always starts with the converted voice
     record: bool = False
     record_dir: str | None = None
+    model: str | None = None             # voice model file (stem); None: the embedded default
     voice: str | None = None
     key: float = 0.0
     formant: float = 0.0
@@ -137,7 +141,7 @@ def settings_from_dict(data: dict) -> tuple[PanelSettings, list[str]]:
                 except ValueError:
                     problems.append(f"{section}.{name}")
     for pname, table in (data.get("presets") or {}).items():
-        values = {}
+        values = dict.fromkeys(NONE_PRESET_FIELDS)
         for name in PRESET_FIELDS:
             if name in table:
                 try:

@@ -1,12 +1,15 @@
-"""Voice controls: which voice, key and formant shift, pitch extractor, sampler steps, noise gate, compute device."""
+"""Voice controls: which voice model and voice, key and formant shift, pitch extractor, sampler steps, noise gate, compute device."""
 from __future__ import annotations
 
-from PyQt6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
+from pathlib import Path
+
+from PyQt6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from engine.registry import PITCH_EXTRACTORS
 from gui.controls import Bindings, set_items
 from models.vocoders import VOCODERS
 
+DEFAULT_MODEL_LABEL = "embedded default"
 PITCH_LABELS = {"fcpe": "FCPE (accurate, default)", "dio": "DIO (fastest)", "harvest": "Harvest (slow, smooth)"}
 
 
@@ -16,6 +19,11 @@ class VoicePanel(QWidget):
         self.b = Bindings(self)
         self.changed = self.b.changed
         b = self.b
+        self.model = b.combo("model", [(DEFAULT_MODEL_LABEL, None)],
+                             tip="Voice model: the embedded default, a model `voice add` wrote to ./voices, or any "
+                                 "other (Open…). Chosen while stopped; its voices fill the list below")
+        self.open_model = QPushButton("Open…")
+        self.open_model.setToolTip("Open a voice model file (.safetensors) made by `main.py voice add` or training")
         self.voice = b.combo("voice", [("loading voices…", None)],
                              tip="Target voice (live: switches without restarting)")
         self.key = b.double("key", -24, 24, 1, " st", 1, "Key shift in semitones (live). +12 = one octave up")
@@ -39,12 +47,26 @@ class VoicePanel(QWidget):
         self.from_clip = QPushButton("From clip…")
         self.from_clip.setToolTip("Sing in the voice of a 3-10 s recording (one voice, no music); several files are "
                                   "averaged. Picking a voice in the list goes back to it.")
+        self.adapt = QPushButton("Adapt")
+        self.adapt.setToolTip("Fine-tune the decoder on the clip (300 steps, about 30 s on a 2-core CPU, while "
+                              "stopped): the voice moves further towards the clip's singer. It lasts until "
+                              "another voice or clip is chosen")
+        self.adapt.setEnabled(False)
+        self.adapt.setVisible(False)  # shown when the panel can adapt (main.py gives it the means)
         self.clip_label = QLabel("")
         self.clip_label.setWordWrap(True)
-        clip_row = QHBoxLayout()
-        clip_row.addWidget(self.from_clip)
-        clip_row.addWidget(self.clip_label, 1)
+        clip_buttons = QHBoxLayout()
+        clip_buttons.addWidget(self.from_clip)
+        clip_buttons.addWidget(self.adapt)
+        clip_buttons.addStretch(1)
+        clip_row = QVBoxLayout()
+        clip_row.addLayout(clip_buttons)
+        clip_row.addWidget(self.clip_label)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.open_model)
         form = QFormLayout(self)
+        form.addRow("Voice model", model_row)
         form.addRow("&Voice", self.voice)
         form.addRow("Voice from clip", clip_row)
         form.addRow("&Key shift", self.key)
@@ -57,10 +79,22 @@ class VoicePanel(QWidget):
         form.addRow("V&ocoder", self.vocoder)
         form.addRow("Compute &device", self.device)
 
-    def show_reference(self, reference) -> None:
-        """Say which voice from clips is in use (None: the named voice is)."""
+    def show_reference(self, reference, adapted: bool = False) -> None:
+        """Say which voice from clips is in use (None: the named voice is), and whether the decoder is adapted
+        to it."""
         self.clip_label.setText("" if reference is None else
-                                f"using {reference.name} ({reference.voice_seconds:.1f} s of voice)")
+                                f"using {reference.name} ({reference.voice_seconds:.1f} s of voice"
+                                f"{', decoder adapted' if adapted else ''})")
+        self.adapt.setEnabled(reference is not None and not adapted)
+
+    def set_models(self, stems) -> None:
+        """The models offered besides the embedded default (their file name shown, their path kept)."""
+        set_items(self.model, [(DEFAULT_MODEL_LABEL, None)] + [(Path(m).name, str(m)) for m in stems])
+
+    def offer_model(self, stem: str | None) -> None:
+        """Make sure a model (e.g. one just opened) is in the list, so showing it does not read "not found"."""
+        if stem is not None and self.model.findData(stem) < 0:
+            self.model.addItem(Path(stem).name, stem)
 
     def set_voices(self, names: list[str], default: str | None) -> None:
         items = [(f"{n} (default)" if n == default else n, n) for n in names]
@@ -70,4 +104,5 @@ class VoicePanel(QWidget):
         set_items(self.vocoder, [("auto (fast on CPU, best on GPU)", None)] + [(v, v) for v in names])
 
     def load(self, settings) -> None:
+        self.offer_model(settings.model)
         self.b.load(settings)

@@ -8,6 +8,7 @@ the recordings of a voice added from a folder, training/voice_add.py), used when
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from models import progressive
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED_DIR / "default"
 TEACHER_SUFFIX = "_teacher"  # MODEL_teacher.*: the EDM teacher of a student-only MODEL, read only when asked for
+USER_VOICES_DIR = Path("voices")  # where `voice add` writes a new model unless told otherwise (relative: the working folder)
 OWN_VOCODERS = ("hn",)  # MODEL_hn.*: the model's own fine-tuned copy of that vocoder
 
 
@@ -35,6 +37,22 @@ def teacher_stem(stem: str | Path) -> Path:
 def own_vocoder_stem(stem: str | Path, vocoder: str = "hn") -> Path:
     stem = Path(stem)
     return stem.with_name(f"{stem.name}_{vocoder}")
+
+
+def find_voice_models(folder: str | Path) -> list[Path]:
+    """The voice models (stems) in a folder, such as the `voices/` that `voice add` writes to; their own
+    vocoders and teachers beside them are not voice models and are left out."""
+    found = []
+    for js in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else ():
+        try:
+            meta = json.loads(js.read_text())
+        except (OSError, ValueError):
+            continue
+        stem = js.with_suffix("")
+        if (isinstance(meta, dict) and meta.get("format") == "comolive-voice-model"
+                and not stem.name.endswith(TEACHER_SUFFIX) and stem.with_suffix(".safetensors").exists()):
+            found.append(stem)
+    return found
 
 
 class VoiceModel:

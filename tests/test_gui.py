@@ -23,9 +23,9 @@ def test_settings_and_presets_round_trip(store):
     s = PanelSettings(hostapi="JACK Audio Connection Kit", input_device="system", output_device="system",
                       monitor_device='odd "name" \\ ü', sample_rate=48000, input_gain_db=3.0, key=-5.0,
                       formant=1.5, pitch="dio", steps=2, gate_db=-42.0, block_ms=60.0, record=True,
-                      record_dir="/tmp/rec", voice="us2")
+                      record_dir="/tmp/rec", voice="us2", model="voices/alto")
     s.save_preset("verse")
-    s.key, s.voice = 7.0, "de4"
+    s.key, s.voice, s.model = 7.0, "de4", None
     s.save_preset("chorus")
     store.save(s)
     back = store.load()
@@ -33,7 +33,8 @@ def test_settings_and_presets_round_trip(store):
     assert back == s
     assert back.preset == "chorus" and list(back.presets) == ["verse", "chorus"]
     changed = back.apply_preset("verse")
-    assert changed == {"key": -5.0, "voice": "us2"} and back.preset == "verse"
+    assert changed == {"key": -5.0, "voice": "us2", "model": "voices/alto"} and back.preset == "verse"
+    assert back.apply_preset("chorus") == {"key": 7.0, "voice": "de4", "model": None}  # back to the embedded one
     assert back.hostapi == "JACK Audio Connection Kit"  # presets carry the voice, not the sound cards
 
 
@@ -151,6 +152,104 @@ def test_voice_from_clip(make_window, qtbot, store):
     qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=60_000)
     assert "voice from clip" in w.banner.text.text() and w.control.reference is None
     assert w.voice_panel.from_clip.isEnabled()
+
+
+def _voice_model_file(folder: Path, name: str) -> Path:
+    """The embedded model with one more voice, saved as a user's model (what `voice add` writes)."""
+    import numpy as np
+
+    from models.voice_model import VoiceModel
+
+    vm = VoiceModel.load()
+    vm.voices[name] = np.roll(vm.speaker(vm.meta["default_voice"]), 1)
+    vm.save(folder / name, half=True)
+    return folder / name
+
+
+def test_voice_model_files_are_found_in_a_folder(tmp_path):
+    """A folder's voice models are offered; the teacher and own-vocoder files beside them, and other JSON, are
+    not."""
+    import shutil
+
+    from models.voice_model import find_voice_models
+
+    stem = _voice_model_file(tmp_path, "alto")
+    for other in ("alto_teacher", "alto_hn"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(stem.with_suffix(suffix), tmp_path / f"{other}{suffix}")
+    (tmp_path / "alto_hn.json").write_text('{"format": 1, "kind": "hn_vocoder"}')
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    (tmp_path / "lonely.json").write_text('{"format": "comolive-voice-model"}')  # no weights beside it
+    assert find_voice_models(tmp_path) == [stem]
+    assert find_voice_models(tmp_path / "missing") == []
+
+
+def test_voice_model_from_a_file(make_window, qtbot, store, tmp_path):
+    """A model made by `voice add` is opened from the panel: its voices fill the list, the session loads it, a
+    preset remembers it; a damaged file is a banner message and the model in use stays."""
+    from gui.live_control import live_config
+
+    stem = _voice_model_file(tmp_path, "alto")
+    w = make_window(store, load_model=False)
+    assert w.voice_panel.model.currentData() is None  # the embedded default
+    w.use_model(str(stem.with_suffix(".safetensors")))
+    qtbot.waitUntil(lambda: w.settings.model == str(stem), timeout=60_000)
+    voices = [w.voice_panel.voice.itemData(i) for i in range(w.voice_panel.voice.count())]
+    assert "alto" in voices and w.voice_panel.model.currentData() == str(stem)
+    assert live_config(w.settings, []).session.model == str(stem)
+    w.on_change("voice", "alto")
+    w.save_preset("alto")
+    w.use_model(None)
+    qtbot.waitUntil(lambda: w.settings.model is None, timeout=60_000)
+    assert w.settings.voice is None  # alto is not a voice of the embedded model: its default instead
+    w.switch_preset("alto")
+    assert (w.settings.model, w.settings.voice) == (str(stem), "alto")
+
+    bad = tmp_path / "bad"
+    bad.with_suffix(".safetensors").write_bytes(b"not weights")
+    bad.with_suffix(".json").write_text('{"format": "comolive-voice-model"}')
+    w.use_model(str(bad))
+    qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=60_000)
+    assert "could not open the voice model" in w.banner.text.text() and w.settings.model == str(stem)
+    assert w.voice_panel.model.currentData() == str(stem)
+
+
+def test_a_model_that_is_gone_opens_the_embedded_one_and_says_so(make_window, qtbot, store, tmp_path):
+    """`main.py gui --model` (or the remembered model) naming a file that is not there: one message, and the panel
+    loads the embedded model instead."""
+    w = make_window(store, model=str(tmp_path / "gone"))
+    qtbot.waitUntil(lambda: w.control.session is not None, timeout=120_000)
+    assert w.settings.model is None and w.voice_panel.voice.count() > 1
+    assert "could not open the voice model" in w.banner.text.text()
+    assert "using the embedded default" in w.banner.text.text()
+
+
+@pytest.mark.slow
+def test_adapting_to_a_clip_from_the_panel(make_window, qtbot, store):
+    """Adapt fine-tunes the decoder on the clip in use (training.reference_adapt, here 2 steps) and the session
+    then loads the adapted model; choosing a named voice leaves it."""
+    import functools
+
+    from gui.live_control import live_config
+    from training.reference_adapt import adapt_and_save
+
+    demo = str(Path(__file__).resolve().parents[1] / "assets" / "demo_phrase.wav")
+    w = make_window(store, load_model=False, adapter=functools.partial(adapt_and_save, steps=2))
+    assert w.voice_panel.adapt.isVisible() and not w.voice_panel.adapt.isEnabled()  # no clip yet
+    w.use_reference_clips([demo])
+    qtbot.waitUntil(lambda: w.control.reference is not None, timeout=120_000)
+    assert w.voice_panel.adapt.isEnabled()
+    qtbot.mouseClick(w.voice_panel.adapt, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.control.adapted is not None, timeout=180_000)
+    adapted = Path(w.control.adapted)
+    assert adapted.with_suffix(".safetensors").exists() and "decoder adapted" in w.voice_panel.clip_label.text()
+    cfg = live_config(w.settings, [], w.control.reference, w.control.adapted).session
+    assert cfg.model == str(adapted) and cfg.reference is w.control.reference
+    assert not w.voice_panel.adapt.isEnabled() and not w.banner.isVisible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    w.grab().save(str(ARTIFACTS / "panel_adapted.png"))
+    w.on_change("voice", w.settings.voice)  # a named voice: neither the clip nor its adaptation
+    assert w.control.reference is None and w.control.adapted is None
 
 
 def test_live_config_from_the_panel_settings():

@@ -143,8 +143,10 @@ def _load_voice(feats_dir, name: str, cfg) -> tuple[FeatureDataset, list[Utteran
     return data, utts, unit(data.voices[name])
 
 
-def _train(dec: ConsistencyDecoder, train: _Items, cfg: FinetuneConfig, name: str, progress: bool) -> list[float]:
-    """The optimisation loop; returns the training loss of every step."""
+def _train(dec: ConsistencyDecoder, train: _Items, cfg: FinetuneConfig, name: str, progress: bool,
+           on_step=None) -> list[float]:
+    """The optimisation loop; returns the training loss of every step. on_step(done, total) after each step
+    (the panel's progress)."""
     opt = torch.optim.AdamW(dec.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     rng = random.Random(cfg.seed)
     losses = []
@@ -166,6 +168,8 @@ def _train(dec: ConsistencyDecoder, train: _Items, cfg: FinetuneConfig, name: st
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if on_step is not None:
+                on_step(step + 1, cfg.steps)
     finally:
         bar.close()
     dec.eval()
@@ -174,7 +178,7 @@ def _train(dec: ConsistencyDecoder, train: _Items, cfg: FinetuneConfig, name: st
 
 def finetune_voice(base: VoiceModel, feats_dir, name: str, cfg: FinetuneConfig | None = None,
                    progress: bool = True, device: str | None = None, half: bool = True,
-                   base_label: str = "") -> tuple[VoiceModel, dict]:
+                   base_label: str = "", on_step=None) -> tuple[VoiceModel, dict]:
     """Base model + the feature cache of one singer (voice `name`) -> (new VoiceModel, statistics).
 
     The new model holds the fine-tuned student only (the teacher, if any, was not adapted), the base's
@@ -196,7 +200,7 @@ def finetune_voice(base: VoiceModel, feats_dir, name: str, cfg: FinetuneConfig |
         dec = copy.deepcopy(base.student).float().to(dev).requires_grad_(True)
         before = heldout_loss(dec, val, cfg)
         t0 = time.perf_counter()
-        losses = _train(dec, train, cfg, name, progress)
+        losses = _train(dec, train, cfg, name, progress, on_step)
         step_s = (time.perf_counter() - t0) / max(1, cfg.steps)
         if half:
             _round_half(dec)

@@ -8,6 +8,7 @@ are too little for it (docs/results.md).
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from models.errors import ComoliveError
-from models.voice_model import VoiceModel
+from models.voice_model import VoiceModel, own_vocoder_stem
 from training.finetune import FinetuneConfig, finetune_voice
 from training.voice_add import preprocess_voice
 
@@ -24,9 +25,9 @@ VOICE = "reference"
 
 
 def adapt_to_reference(clips: list[tuple[np.ndarray, int]], base: VoiceModel, steps: int = ADAPT_STEPS,
-                       device: str | None = None, progress: bool = False) -> VoiceModel:
+                       device: str | None = None, progress: bool = False, on_step=None) -> VoiceModel:
     """BASE with its one-step decoder fine-tuned for `steps` on the reference clips (audio, rate), and their
-    voice added as "reference"."""
+    voice added as "reference". on_step(done, total) after each step."""
     if steps < 1:
         raise ComoliveError(f"adaptation steps must be at least 1, got {steps}")
     with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
@@ -40,5 +41,20 @@ def adapt_to_reference(clips: list[tuple[np.ndarray, int]], base: VoiceModel, st
             reasons = [line.split(": ", 1)[-1] for line in str(e).splitlines()[1:]] or [str(e)]
             raise ComoliveError("the reference holds no usable voice to adapt to: " + "; ".join(reasons)) from None
         vm, _ = finetune_voice(base, feats, VOICE, FinetuneConfig(steps=steps), progress=progress, device=device,
-                               half=True, base_label="reference adaptation")
+                               half=True, base_label="reference adaptation", on_step=on_step)
     return vm
+
+
+def adapt_and_save(clips: list[tuple[np.ndarray, int]], model: str | Path | None, stem: str | Path,
+                   steps: int = ADAPT_STEPS, device: str | None = None, progress: bool = False,
+                   on_step=None) -> str:
+    """The model MODEL (None: the embedded default) adapted to the reference clips, saved at STEM for this
+    session only, with MODEL's own hn copied beside it when it has one (so `hn` still finds it). Returns STEM."""
+    base = VoiceModel.load(model)
+    vm = adapt_to_reference(clips, base, steps, device=device, progress=progress, on_step=on_step)
+    stem = Path(stem)
+    vm.save(stem, half=True)
+    own = base.own_vocoder("hn")
+    for suffix in (".safetensors", ".json") if own is not None else ():
+        shutil.copy(own.with_suffix(suffix), own_vocoder_stem(stem).with_suffix(suffix))
+    return str(stem)

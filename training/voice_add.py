@@ -31,7 +31,7 @@ from training.finetune import FinetuneConfig, finetune_voice
 from training.vocoder_train import finetune_hn
 from training.voice_defaults import DECODER_STEPS, VOCODER_STEPS
 from models.hn_vocoder import PRETRAINED as SHARED_HN
-from models.voice_model import VoiceModel, own_vocoder_stem
+from models.voice_model import USER_VOICES_DIR, VoiceModel, own_vocoder_stem
 
 MIN_VOICE_S = 20.0         # usable audio (after slicing off silence) a voice needs in total
 SAME_SPEAKER_MIN = 0.6     # an utterance less similar than this to the rest sounds like someone else
@@ -153,7 +153,7 @@ def check_name(name: str) -> None:
 
 def output_stem(name: str, out: str | Path | None, force: bool) -> Path:
     """Where the model goes (default voices/NAME); refuses to overwrite unless forced."""
-    stem = Path(out) if out is not None else Path("voices") / name
+    stem = Path(out) if out is not None else USER_VOICES_DIR / name
     if stem.suffix in (".safetensors", ".json"):
         stem = stem.with_suffix("")
     existing = [p for p in (stem.with_suffix(".safetensors"), stem.with_suffix(".json")) if p.exists()]
