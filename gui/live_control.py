@@ -25,10 +25,9 @@ def session_config(s: PanelSettings, rate: int | None = None, reference=None, ad
     `adapted` a model adapted to it (a file of this session) that replaces the model."""
     from engine.session_config import SessionConfig
 
-    wanted = dict(block_ms=s.block_ms, model=adapted or s.model, voice=s.voice, key=s.key, formant=s.formant, steps=s.steps, pitch=s.pitch,
-                  vocoder=s.vocoder, device=s.device, gate_db=s.gate_db, gate_hold_ms=s.gate_hold_ms,
-                  gate_floor_db=s.gate_floor_db,
-                  sample_rate=rate, reference=reference)
+    wanted = dict(block_ms=s.block_ms, model=adapted or s.model, voice=s.voice, key=s.key, formant=s.formant,
+                  steps=s.steps, pitch=s.pitch, vocoder=s.vocoder, device=s.device, gate_db=s.gate_db,
+                  gate_hold_ms=s.gate_hold_ms, gate_floor_db=s.gate_floor_db, sample_rate=rate, reference=reference)
     return SessionConfig(**{k: v for k, v in wanted.items() if v is not None})
 
 

@@ -25,7 +25,8 @@ from models.errors import ComoliveError
 REFRESH_MS = 40            # meters and pitch at 25 Hz
 SLOW_AFTER_BLOCKS = 20     # blocks measured before telling the performer the machine is too slow
 SAVE_DELAY_MS = 500        # settings are written shortly after the last change
-BUDGET_FIELDS = ("model", "block_ms", "margin_ms", "steps", "pitch", "vocoder", "device")  # these change the session and its latency
+# these change the session and its latency
+BUDGET_FIELDS = ("model", "block_ms", "margin_ms", "steps", "pitch", "vocoder", "device")
 DEVICE_FIELDS = ("hostapi", "input_device", "sample_rate")  # these change the rate the session runs at
 
 
@@ -264,8 +265,7 @@ class MainWindow(QMainWindow):
             return
         self.load_settings_into_widgets()
         if "model" in changed:
-            self.control.adapted = None  # adapted from the previous model
-            self.voice_panel.show_reference(self.control.reference)
+            self._forget_adaptation()
             self._reload_voices()
         if self.control.state == RUNNING:
             # a voice of another model waits for that model, at the next start
@@ -488,8 +488,7 @@ class MainWindow(QMainWindow):
 
         def done(result) -> None:
             self.settings.model = model
-            self.control.adapted = None  # adapted from the previous model
-            self.voice_panel.show_reference(self.control.reference)
+            self._forget_adaptation()
             self.voice_panel.offer_model(model)
             self.voice_panel.b.show("model", model)
             self._voices_loaded(result)
@@ -501,6 +500,11 @@ class MainWindow(QMainWindow):
             self.banner.show_message(f"could not open the voice model: {message}")
 
         self._start_job(Job(_load_voices, model, parent=self), done, failed)
+
+    def _forget_adaptation(self) -> None:
+        """A decoder adapted from the previous model does not serve another one: the clip stays, unadapted."""
+        self.control.adapted = None
+        self.voice_panel.show_reference(self.control.reference)
 
     def _reload_voices(self) -> None:
         """Fill the voice list from the model in the settings; one that cannot be read (moved, damaged) is a
@@ -550,8 +554,8 @@ class MainWindow(QMainWindow):
 
         def done(path: str) -> None:
             finish()
-            if self.control.reference is not ref:
-                return  # another voice was chosen meanwhile
+            if self.control.reference is not ref or self.settings.model != model:
+                return  # another voice or model was chosen meanwhile
             self.control.adapted = path
             self.voice_panel.show_reference(ref, adapted=True)
             self.statusBar().showMessage("the decoder is adapted to the clip", 4000)
@@ -562,7 +566,8 @@ class MainWindow(QMainWindow):
             self.voice_panel.show_reference(self.control.reference, self.control.adapted is not None)
             self.banner.show_message(f"adapting to the clip: {message}")
 
-        job = Job(lambda progress: adapter(ref.clips, model, stem, on_step=progress), wants_progress=True, parent=self)
+        job = Job(lambda progress: adapter(ref.clips, model, stem, on_step=progress), wants_progress=True,
+                  parent=self)
         job.progress.connect(lambda a: self._on_busy(f"adapting to the clip: step {a[0]} of {a[1]}"))
         self._start_job(job, done, failed)
 

@@ -30,8 +30,8 @@ LIVE_FIELDS = ("voice", "key", "formant", "gate_db", "gate_hold_ms", "gate_floor
 SECTIONS = {
     "audio": ("hostapi", "input_device", "output_device", "monitor_device", "sample_rate", "input_gain_db",
               "output_gain_db", "monitor_gain_db", "record", "record_dir"),
-    "voice": ("model", "voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db", "vocoder",
-              "device"),
+    "voice": ("model", "voice", "key", "formant", "pitch", "steps", "gate_db", "gate_hold_ms", "gate_floor_db",
+              "vocoder", "device"),
     "latency": ("block_ms", "margin_ms"),
 }
 

@@ -1,4 +1,5 @@
-"""Voice controls: which voice model and voice, key and formant shift, pitch extractor, sampler steps, noise gate, compute device."""
+"""Voice controls: which voice model and voice (or a clip, and adapting to it), key and formant shift, pitch
+extractor, sampler steps, noise gate, compute device."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -25,7 +25,7 @@ from models import progressive
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = PRETRAINED_DIR / "default"
 TEACHER_SUFFIX = "_teacher"  # MODEL_teacher.*: the EDM teacher of a student-only MODEL, read only when asked for
-USER_VOICES_DIR = Path("voices")  # where `voice add` writes a new model unless told otherwise (relative: the working folder)
+USER_VOICES_DIR = Path("voices")  # where `voice add` writes a model unless told otherwise (in the working folder)
 OWN_VOCODERS = ("hn",)  # MODEL_hn.*: the model's own fine-tuned copy of that vocoder
 
 
