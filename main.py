@@ -52,18 +52,32 @@ def cmd_convert(a: argparse.Namespace) -> None:
               f"{err['vuv_agreement']:.1%} (Harvest f0, vocoder {vocoder})")
 
 
+def _adapt_steps(a: argparse.Namespace) -> int:
+    """--adapt as given; left unset (convert, stream), the default adaptation when there is a --ref
+    (docs/results.md: it moves the voice towards the reference's singer and is more natural with nsf)."""
+    if getattr(a, "adapt", None) is not None:
+        return a.adapt
+    if not getattr(a, "ref", None):
+        return 0
+    from training.reference_adapt import ADAPT_STEPS
+
+    return ADAPT_STEPS
+
+
 def _adapted_model(a: argparse.Namespace, tmp: Path) -> str:
     """--adapt (convert, live, stream): the model with its decoder adapted to the --ref clips
     (training/reference_adapt.py), saved in TMP for this run."""
     import time
 
+    from engine.reference import reference_for
     from models.audio_io import load_audio
     from models.errors import ComoliveError
     from training.reference_adapt import adapt_and_save
 
     if not a.ref:
         raise ComoliveError("--adapt adapts the decoder to the reference: give it with --ref CLIP")
-    print(f"adapting the decoder to the reference ({a.adapt} steps)...")
+    reference_for(a.voice, a.ref, warn=lambda _: None)  # a bad clip is said as without adaptation, before it
+    print(f"adapting the decoder to the reference ({a.adapt} steps; --adapt 0 converts zero-shot)...")
     t0 = time.perf_counter()
     stem = adapt_and_save([load_audio(p) for p in a.ref], a.model, tmp / "adapted", a.adapt, device=a.device,
                           progress=True)
@@ -112,6 +126,8 @@ def _convert_pipeline(a: argparse.Namespace, out) -> str:
     res = convert_file(cfg, a.input, out, force=True, progress=progress)
     print(res.summary(a.input, out))
     flags = f"--input-gain-db {res.input_gain_db:.17g} --gate-db={gate:g}"
+    if a.ref:
+        flags += f" --adapt {a.adapt}"
     print(f"the same samples live: `stream IN OUT {flags}` with the same voice, key and vocoder")
     return res.vocoder
 
@@ -186,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--voice", default=None, help="target voice name (see `voices`)")
     c.add_argument("--ref", action="append", default=None, metavar="CLIP",
                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
-    adapt_arg(c)
+    adapt_arg(c, files=True)
     c.add_argument("--key", type=arg_types.key, default=0.0, help="key shift in semitones (-24..24)")
     c.add_argument("--formant", type=arg_types.formant, default=0.0,
                    help="formant shift in semitones (-12..12; needs an f0-driven vocoder: nsf or hn)")
@@ -221,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gui", help="the control panel (also what `python main.py` alone opens)")
     g.add_argument("--model", default=None, help="voice model to open with (path stem, e.g. voices/NAME); "
                                                  "default: the one the panel used last")
-    g.set_defaults(func=cmd_gui, model=None)
+    g.set_defaults(func=cmd_gui)
 
     add_eval_command(sub)
 
@@ -264,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = one_line
     try:
         with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
+            if hasattr(args, "adapt"):
+                args.adapt = _adapt_steps(args)
             if getattr(args, "adapt", 0):
                 args.model = _adapted_model(args, Path(tmp))
             args.func(args)

@@ -51,7 +51,7 @@ class VoicePanel(QWidget):
         self.adapt = QPushButton("Adapt")
         self.adapt.setToolTip("Fine-tune the decoder on the clip (300 steps, about 30 s on a 2-core CPU, while "
                               "stopped): the voice moves further towards the clip's singer. It lasts until "
-                              "another voice or clip is chosen")
+                              "another voice, clip or model is chosen")
         self.adapt.setEnabled(False)
         self.adapt.setVisible(False)  # shown when the panel can adapt (main.py gives it the means)
         self.clip_label = QLabel("")

@@ -13,11 +13,16 @@ from engine import arg_types
 from engine.registry import PITCH_EXTRACTORS
 
 
-def adapt_arg(sp: argparse.ArgumentParser) -> None:
-    """--adapt STEPS (main.py adapts the decoder to the --ref clips before the command runs)."""
-    sp.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=0, metavar="STEPS",
-                    help="with --ref: first fine-tune the decoder on the reference clips for STEPS (300: about 30 s "
-                         "on a 2-core CPU), so that it renders that voice more closely (default 0: zero-shot)")
+def adapt_arg(sp: argparse.ArgumentParser, files: bool) -> None:
+    """--adapt STEPS (main.py adapts the decoder to the --ref clips before the command runs). `files`
+    (convert, stream): unset means the default adaptation whenever there is a --ref; live starts at once
+    unless asked."""
+    default = ("300 with --ref (about 30 s on a 2-core CPU)" if files else "0: zero-shot, so that the show starts "
+               "at once")
+    sp.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=None if files else 0,
+                    metavar="STEPS", help="with --ref: first fine-tune the decoder on the reference clips for STEPS, "
+                                          f"so that it renders that voice more closely (default {default}; "
+                                          "0: zero-shot)")
 
 
 def _session_args(sp: argparse.ArgumentParser) -> None:
@@ -209,7 +214,7 @@ def add_commands(sub) -> None:
     lv.add_argument("--margin-ms", type=_margin_ms, default=None,
                     help="output margin: time a block may take to compute before it is late (default: one block)")
     _session_args(lv)
-    adapt_arg(lv)
+    adapt_arg(lv, files=False)
     lv.set_defaults(func=cmd_live)
 
     st = sub.add_parser("stream", help="the live loop with a wav file as the device (try it without a microphone)")
@@ -218,7 +223,7 @@ def add_commands(sub) -> None:
     st.add_argument("--fast", action="store_true", help="as fast as possible instead of real-time pace")
     st.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     _session_args(st)
-    adapt_arg(st)
+    adapt_arg(st, files=True)
     st.set_defaults(func=cmd_stream)
 
     dv = sub.add_parser("devices", help="list audio host APIs and devices (channels, default rates)")

@@ -52,7 +52,8 @@ def test_convert_with_an_adapted_decoder(tmp_path):
     sf.write(ref, _clip(), SR)
     r = cli("convert", str(src), str(out), "--ref", str(ref), "--adapt", "2", "--vocoder", "hn", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert "adapting the decoder to the reference (2 steps)" in r.stdout and "converted" in r.stdout
+    assert "adapting the decoder to the reference (2 steps;" in r.stdout and "converted" in r.stdout
+    assert "--adapt 2`" in r.stdout  # the stream flags that give the same samples
     y, sr = sf.read(out)
     assert sr == SR and abs(len(y) - 2 * SR) <= 1 and np.isfinite(y).all() and np.abs(y).max() > 0
     assert_clean_error(cli("convert", str(src), str(tmp_path / "o2.wav"), "--adapt", "2"), "give it with --ref")
@@ -60,5 +61,23 @@ def test_convert_with_an_adapted_decoder(tmp_path):
     r = cli("stream", str(src), str(tmp_path / "s.wav"), "--fast", "--ref", str(ref), "--adapt", "2",
             "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert "adapting the decoder to the reference (2 steps)" in r.stdout
+    assert "adapting the decoder to the reference (2 steps;" in r.stdout
     assert sf.info(str(tmp_path / "s.wav")).frames == 2 * SR
+
+
+def test_files_adapt_to_a_reference_by_default_and_live_asks_for_it():
+    """convert and stream adapt to --ref unless --adapt says otherwise; live starts at once (--adapt 0) unless
+    asked; without --ref nothing is adapted."""
+    import main
+    from training.reference_adapt import ADAPT_STEPS
+
+    def steps(*argv):
+        return main._adapt_steps(main.build_parser().parse_args(list(argv)))
+
+    assert steps("convert", "in.wav", "out.wav", "--ref", "r.wav") == ADAPT_STEPS
+    assert steps("stream", "in.wav", "out.wav", "--ref", "r.wav") == ADAPT_STEPS
+    assert steps("convert", "in.wav", "out.wav", "--ref", "r.wav", "--adapt", "0") == 0
+    assert steps("convert", "in.wav", "out.wav", "--ref", "r.wav", "--adapt", "50") == 50
+    assert steps("convert", "in.wav", "out.wav") == 0
+    assert steps("live", "--ref", "r.wav") == 0
+    assert steps("live", "--ref", "r.wav", "--adapt", "300") == 300
