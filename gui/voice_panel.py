@@ -56,6 +56,7 @@ class VoicePanel(QWidget):
         self.adapt.setVisible(False)  # shown when the panel can adapt (main.py gives it the means)
         self.clip_label = QLabel("")
         self.clip_label.setWordWrap(True)
+        self.clip_label.setVisible(False)  # until a clip is in use
         clip_buttons = QHBoxLayout()
         clip_buttons.addWidget(self.from_clip)
         clip_buttons.addWidget(self.adapt)
@@ -86,6 +87,7 @@ class VoicePanel(QWidget):
         self.clip_label.setText("" if reference is None else
                                 f"using {reference.name} ({reference.voice_seconds:.1f} s of voice"
                                 f"{', decoder adapted' if adapted else ''})")
+        self.clip_label.setVisible(reference is not None)
         self.adapt.setEnabled(reference is not None and not adapted)
 
     def set_models(self, stems) -> None:
