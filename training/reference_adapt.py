@@ -1,4 +1,5 @@
-"""Adapting the decoder to a zero-shot reference (`convert --ref CLIP --adapt N`, `eval --real --adapt N`).
+"""Adapting the decoder to a zero-shot reference (`convert --ref CLIP`, by default; `--adapt N`; the panel's
+Adapt button; `eval --real --adapt N`).
 
 A d-vector alone brings an unheard singer only part of the way (the decoder renders an average voice near
 it). A few hundred steps of the `voice add` fine-tuning on the reference clip itself (3-10 s: reconstruction
