@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
             if hasattr(args, "adapt"):
                 args.adapt = _adapt_steps(args)
+                if args.ref and not args.adapt and args.command == "live":
+                    print("zero-shot from the clip; `--adapt 300` first fine-tunes the decoder on it (about 30 s), "
+                          "which moves the voice further towards that singer")
             if getattr(args, "adapt", 0):
                 args.model = _adapted_model(args, Path(tmp))
             args.func(args)

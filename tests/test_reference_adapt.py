@@ -81,3 +81,14 @@ def test_files_adapt_to_a_reference_by_default_and_live_asks_for_it():
     assert steps("convert", "in.wav", "out.wav") == 0
     assert steps("live", "--ref", "r.wav") == 0
     assert steps("live", "--ref", "r.wav", "--adapt", "300") == 300
+
+
+def test_live_with_a_clip_says_that_adapting_is_there(capsys, tmp_path):
+    """live --ref stays zero-shot by default and says how to adapt (the device error then ends it here)."""
+    import main
+
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, _clip(), SR)
+    assert main.main(["live", "--ref", str(ref), "--input", "nosuch"]) == 2
+    out, err = capsys.readouterr()
+    assert "`--adapt 300` first fine-tunes the decoder" in out and "nosuch" in err
