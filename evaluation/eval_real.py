@@ -225,15 +225,16 @@ class RealMeter:
         return self._refs[rel]
 
     def adapted(self, rel: str) -> tuple[object, str]:
-        """The model adapted to reference clip `rel` (training/reference_adapt.py) and the stem it is saved
-        under, made once per clip."""
+        """The model adapted to reference clip `rel` and the stem it is saved under (as `convert --ref` saves
+        it, training/reference_adapt.py), made once per clip."""
         if rel not in self._adapted:
-            from training.reference_adapt import adapt_to_reference
+            from models.voice_model import VoiceModel
+            from training.reference_adapt import adapt_and_save
 
-            vm = adapt_to_reference([self._ref_audio[rel]], self.conv.model, self.adapt, device=str(self.conv.device))
-            stem = Path(self._adapted_dir.name) / f"adapted{len(self._adapted)}"
-            vm.save(stem, half=True)
-            self._adapted[rel] = (vm, str(stem))
+            stem = adapt_and_save([self._ref_audio[rel]], self.conv.model,
+                                  Path(self._adapted_dir.name) / f"adapted{len(self._adapted)}", self.adapt,
+                                  device=str(self.conv.device))
+            self._adapted[rel] = (VoiceModel.load(stem), stem)
         return self._adapted[rel]
 
     def live_config(self, src: SourceClip, reference: Reference, key: float, model: str | None = None):

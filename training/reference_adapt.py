@@ -46,12 +46,13 @@ def adapt_to_reference(clips: list[tuple[np.ndarray, int]], base: VoiceModel, st
     return vm
 
 
-def adapt_and_save(clips: list[tuple[np.ndarray, int]], model: str | Path | None, stem: str | Path,
+def adapt_and_save(clips: list[tuple[np.ndarray, int]], model: VoiceModel | str | Path | None, stem: str | Path,
                    steps: int = ADAPT_STEPS, device: str | None = None, progress: bool = False,
                    on_step=None) -> str:
-    """The model MODEL (None: the embedded default) adapted to the reference clips, saved at STEM for this
-    session only, with MODEL's own hn copied beside it when it has one (so `hn` still finds it). Returns STEM."""
-    base = VoiceModel.load(model)
+    """MODEL (a loaded model, or its path; None: the embedded default) adapted to the reference clips, saved
+    at STEM for this session only, with MODEL's own hn copied beside it when it has one (so `hn` still finds
+    it). Returns STEM."""
+    base = model if isinstance(model, VoiceModel) else VoiceModel.load(model)
     vm = adapt_to_reference(clips, base, steps, device=device, progress=progress, on_step=on_step)
     stem = Path(stem)
     vm.save(stem, half=True)
