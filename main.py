@@ -53,35 +53,51 @@ def cmd_convert(a: argparse.Namespace) -> None:
 
 
 def _adapt_steps(a: argparse.Namespace) -> int:
-    """--adapt as given; left unset (convert, stream), the default adaptation when there is a --ref
-    (docs/results.md: it moves the voice towards the reference's singer and is more natural with nsf)."""
+    """--adapt as given; left unset, the default adaptation when there is a --ref (docs/results.md: it moves
+    the voice towards the reference's singer and is more natural with nsf). `live` adapts only when asked
+    (so that a show starts at once) or when an earlier run stored that adaptation."""
     if getattr(a, "adapt", None) is not None:
         return a.adapt
     if not getattr(a, "ref", None):
         return 0
     from training.reference_adapt import ADAPT_STEPS
 
-    return ADAPT_STEPS
+    if a.command != "live":
+        return ADAPT_STEPS
+    from models.audio_io import load_audio
+    from training.adaptation_cache import cached_adaptation
+
+    if cached_adaptation([load_audio(p) for p in a.ref], a.model, ADAPT_STEPS) is not None:
+        return ADAPT_STEPS
+    print("zero-shot from the clip; `--adapt 300` first fine-tunes the decoder on it (about 30 s, once: it is "
+          "stored), which moves the voice further towards that singer")
+    return 0
 
 
 def _adapted_model(a: argparse.Namespace, tmp: Path) -> str:
     """--adapt (convert, live, stream): the model with its decoder adapted to the --ref clips
-    (training/reference_adapt.py), saved in TMP for this run."""
+    (training/reference_adapt.py), from the adaptation cache when an earlier run made it
+    (training/adaptation_cache.py), else made now and stored there."""
     import time
 
     from engine.reference import reference_for
     from models.audio_io import load_audio
     from models.errors import ComoliveError
-    from training.reference_adapt import adapt_and_save
+    from models.voice_model import VoiceModel
+    from training.adaptation_cache import adapt_cached, cached_adaptation, cache_root
 
     if not a.ref:
         raise ComoliveError("--adapt adapts the decoder to the reference: give it with --ref CLIP")
     reference_for(a.voice, a.ref, warn=lambda _: None)  # a bad clip is said as without adaptation, before it
+    clips, base = [load_audio(p) for p in a.ref], VoiceModel.load(a.model)
+    found = cached_adaptation(clips, base, a.adapt)
+    if found is not None:
+        print(f"the decoder adapted to this reference earlier ({a.adapt} steps) is used, from {cache_root()}")
+        return found
     print(f"adapting the decoder to the reference ({a.adapt} steps; --adapt 0 converts zero-shot)...")
     t0 = time.perf_counter()
-    stem = adapt_and_save([load_audio(p) for p in a.ref], a.model, tmp / "adapted", a.adapt, device=a.device,
-                          progress=True)
-    print(f"adapted in {time.perf_counter() - t0:.0f} s")
+    stem, _ = adapt_cached(clips, base, tmp, a.adapt, device=a.device, progress=True)
+    print(f"adapted in {time.perf_counter() - t0:.0f} s (stored: the next run with this reference starts at once)")
     return stem
 
 
@@ -176,11 +192,12 @@ def cmd_bench(a: argparse.Namespace) -> None:
     print_overview(report)
 
 
-def _adapt_for_panel(*args, **kw) -> str:
-    """The panel's Adapt button (training/reference_adapt.py, imported when first pressed)."""
-    from training.reference_adapt import adapt_and_save
+def _adapt_for_panel(clips, model, work_dir, on_step=None) -> str:
+    """The panel's Adapt button: the stored adaptation to the clip, or one made now and stored
+    (training/adaptation_cache.py, imported when first pressed)."""
+    from training.adaptation_cache import adapt_cached
 
-    return adapt_and_save(*args, **kw)
+    return adapt_cached(clips, model, work_dir, on_step=on_step)[0]
 
 
 def cmd_gui(a: argparse.Namespace) -> None:
@@ -282,9 +299,6 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
             if hasattr(args, "adapt"):
                 args.adapt = _adapt_steps(args)
-                if args.ref and not args.adapt and args.command == "live":
-                    print("zero-shot from the clip; `--adapt 300` first fine-tunes the decoder on it (about 30 s), "
-                          "which moves the voice further towards that singer")
             if getattr(args, "adapt", 0):
                 args.model = _adapted_model(args, Path(tmp))
             args.func(args)

@@ -48,8 +48,9 @@ class MainWindow(QMainWindow):
     def __init__(self, store: SettingsStore | None = None, load_model: bool = True, model: str | None = None,
                  adapter=None):
         """`model`: a voice model to open with (main.py gui --model) instead of the one remembered.
-        `adapter(clips, model, stem, on_step=...)`: what adapts a model to a clip and saves it at stem
-        (training.reference_adapt.adapt_and_save, which main.py hands in); None: no Adapt button."""
+        `adapter(clips, model, work_dir, on_step=...)`: what adapts a model to a clip and returns the adapted
+        model's stem (stored between runs, or in work_dir for this session: training.adaptation_cache, which
+        main.py hands in); None: no Adapt button."""
         super().__init__()
         self.setWindowTitle("comolive — live voice conversion")
         self.store = store or SettingsStore()
@@ -64,7 +65,7 @@ class MainWindow(QMainWindow):
         self.default_voice: str | None = None
         self._jobs: set[Job] = set()
         self.adapter = adapter
-        self._adapt_dir = None  # a temporary folder for the adapted models of this session
+        self._adapt_dir = None  # a temporary folder for adapted models when they cannot be stored
         self._adapting = False
         self.load_model = load_model  # False: a panel that only edits settings (never loads the model)
         self.tune_seconds = 10.0       # test phrase length per block size tried
@@ -529,8 +530,9 @@ class MainWindow(QMainWindow):
         self._start_job(Job(_load_voices, model, parent=self), done, failed)
 
     def adapt_to_reference(self) -> None:
-        """Fine-tune the decoder on the clip in use (in the background, while stopped); the adapted model, a
-        temporary file, then replaces the model until another voice, clip or model is chosen."""
+        """Fine-tune the decoder on the clip in use (in the background, while stopped; at once when an earlier
+        run stored that adaptation); the adapted model then replaces the model until another voice, clip or
+        model is chosen."""
         ref = self.control.reference
         if self.adapter is None or ref is None or self._adapting:
             return
@@ -542,7 +544,7 @@ class MainWindow(QMainWindow):
 
         if self._adapt_dir is None:
             self._adapt_dir = tempfile.TemporaryDirectory(prefix="comolive-panel-adapt-")
-        stem = Path(self._adapt_dir.name) / f"adapted{len(list(Path(self._adapt_dir.name).glob('*.json')))}"
+        work_dir = Path(self._adapt_dir.name) / f"adapted{len(list(Path(self._adapt_dir.name).iterdir()))}"
         model, adapter = self.settings.model, self.adapter
         self._adapting = True
         self.voice_panel.adapt.setEnabled(False)
@@ -566,7 +568,7 @@ class MainWindow(QMainWindow):
             self.voice_panel.show_reference(self.control.reference, self.control.adapted is not None)
             self.banner.show_message(f"adapting to the clip: {message}")
 
-        job = Job(lambda progress: adapter(ref.clips, model, stem, on_step=progress), wants_progress=True,
+        job = Job(lambda progress: adapter(ref.clips, model, work_dir, on_step=progress), wants_progress=True,
                   parent=self)
         job.progress.connect(lambda a: self._on_busy(f"adapting to the clip: step {a[0]} of {a[1]}"))
         self._start_job(job, done, failed)

@@ -14,14 +14,16 @@ from engine.registry import PITCH_EXTRACTORS
 
 
 def adapt_arg(sp: argparse.ArgumentParser, files: bool) -> None:
-    """--adapt STEPS (main.py adapts the decoder to the --ref clips before the command runs). `files`
-    (convert, stream): unset means the default adaptation whenever there is a --ref; live starts at once
-    unless asked."""
-    default = ("default 300 with --ref, about 30 s on a 2-core CPU; 0: zero-shot" if files else
-               "default 0, zero-shot, so that the show starts at once; 300 takes about 30 s on a 2-core CPU")
-    sp.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=None if files else 0,
+    """--adapt STEPS (main.py adapts the decoder to the --ref clips before the command runs, or takes the
+    stored adaptation). Unset: `files` (convert, stream) adapt whenever there is a --ref; live starts at once,
+    adapted only when an earlier run stored that clip's adaptation."""
+    default = ("default 300 with --ref, about 30 s on a 2-core CPU the first time; 0: zero-shot" if files else
+               "default 0, zero-shot, so that the show starts at once, unless an earlier run adapted to the "
+               "same clip; 300 takes about 30 s on a 2-core CPU the first time")
+    sp.add_argument("--adapt", type=arg_types.whole("adaptation steps", 0), default=None,
                     metavar="STEPS", help="with --ref: first fine-tune the decoder on the reference clips for STEPS, "
-                                          f"so that it renders that voice more closely ({default})")
+                                          f"so that it renders that voice more closely; stored for the next run "
+                                          f"({default})")
 
 
 def _session_args(sp: argparse.ArgumentParser) -> None:

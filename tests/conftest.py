@@ -1,8 +1,11 @@
 """Shared pytest set-up."""
 import os
+import tempfile
 
 # Qt without a screen: the control-panel tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Adapted decoders are stored between runs (training/adaptation_cache.py): the tests' go to a folder of their own.
+os.environ["COMOLIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="comolive-test-cache-")
 
 import pytest  # noqa: E402
 

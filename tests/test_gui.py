@@ -226,15 +226,16 @@ def test_a_model_that_is_gone_opens_the_embedded_one_and_says_so(make_window, qt
 
 @pytest.mark.slow
 def test_adapting_to_a_clip_from_the_panel(make_window, qtbot, store):
-    """Adapt fine-tunes the decoder on the clip in use (training.reference_adapt, here 2 steps) and the session
+    """Adapt fine-tunes the decoder on the clip in use (training.adaptation_cache, here 2 steps) and the session
     then loads the adapted model; choosing a named voice leaves it."""
-    import functools
-
     from gui.live_control import live_config
-    from training.reference_adapt import adapt_and_save
+    from training.adaptation_cache import adapt_cached
+
+    def adapter(clips, model, work_dir, on_step=None):
+        return adapt_cached(clips, model, work_dir, steps=2, on_step=on_step)[0]
 
     demo = str(Path(__file__).resolve().parents[1] / "assets" / "demo_phrase.wav")
-    w = make_window(store, load_model=False, adapter=functools.partial(adapt_and_save, steps=2))
+    w = make_window(store, load_model=False, adapter=adapter)
     assert w.voice_panel.adapt.isVisible() and not w.voice_panel.adapt.isEnabled()  # no clip yet
     w.use_reference_clips([demo])
     qtbot.waitUntil(lambda: w.control.reference is not None, timeout=120_000)

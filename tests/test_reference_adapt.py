@@ -57,17 +57,18 @@ def test_convert_with_an_adapted_decoder(tmp_path):
     y, sr = sf.read(out)
     assert sr == SR and abs(len(y) - 2 * SR) <= 1 and np.isfinite(y).all() and np.abs(y).max() > 0
     assert_clean_error(cli("convert", str(src), str(tmp_path / "o2.wav"), "--adapt", "2"), "give it with --ref")
-    # the live loop over a file takes it too (main.py adapts before any command that has --adapt)
+    # the live loop over a file takes it too (main.py adapts before any command that has --adapt), here the
+    # adaptation convert stored
     r = cli("stream", str(src), str(tmp_path / "s.wav"), "--fast", "--ref", str(ref), "--adapt", "2",
             "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert "adapting the decoder to the reference (2 steps;" in r.stdout
+    assert "adapted to this reference earlier (2 steps)" in r.stdout
     assert sf.info(str(tmp_path / "s.wav")).frames == 2 * SR
 
 
-def test_files_adapt_to_a_reference_by_default_and_live_asks_for_it():
+def test_files_adapt_to_a_reference_by_default_and_live_asks_for_it(tmp_path, monkeypatch):
     """convert and stream adapt to --ref unless --adapt says otherwise; live starts at once (--adapt 0) unless
-    asked; without --ref nothing is adapted."""
+    asked or an earlier run stored that clip's adaptation; without --ref nothing is adapted."""
     import main
     from training.reference_adapt import ADAPT_STEPS
 
@@ -79,8 +80,11 @@ def test_files_adapt_to_a_reference_by_default_and_live_asks_for_it():
     assert steps("convert", "in.wav", "out.wav", "--ref", "r.wav", "--adapt", "0") == 0
     assert steps("convert", "in.wav", "out.wav", "--ref", "r.wav", "--adapt", "50") == 50
     assert steps("convert", "in.wav", "out.wav") == 0
-    assert steps("live", "--ref", "r.wav") == 0
     assert steps("live", "--ref", "r.wav", "--adapt", "300") == 300
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, _clip(), SR)
+    monkeypatch.setenv("COMOLIVE_CACHE_DIR", str(tmp_path / "cache"))
+    assert steps("live", "--ref", str(ref)) == 0  # nothing stored (tests/test_adaptation_cache.py: stored)
 
 
 def test_live_with_a_clip_says_that_adapting_is_there(capsys, tmp_path):
