@@ -101,6 +101,20 @@ def _adapted_model(a: argparse.Namespace, tmp: Path) -> str:
     return stem
 
 
+def _auto_key(a: argparse.Namespace) -> float:
+    """--key auto (convert, stream): the whole semitones between the input's and the reference's median
+    pitch (engine/register.py), said in one line."""
+    from engine.register import auto_key
+    from models.audio_io import load_audio
+    from models.errors import ComoliveError
+
+    if not getattr(a, "ref", None):
+        raise ComoliveError("--key auto moves the input into the reference's register: give it with --ref CLIP")
+    key, src, ref = auto_key(load_audio(a.input), [load_audio(p) for p in a.ref], getattr(a, "pitch", None) or "fcpe")
+    print(f"key auto: {key:+g} semitones (median pitch: the input {src:.0f} Hz, the reference {ref:.0f} Hz)")
+    return key
+
+
 def _convert_whole(a: argparse.Namespace, out) -> str:
     """The whole-file converter (engine/converter.py): the file, its features and its output in memory."""
     from engine.converter import MAX_SECONDS, Converter
@@ -220,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ref", action="append", default=None, metavar="CLIP",
                    help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
     adapt_arg(c, files=True)
-    c.add_argument("--key", type=arg_types.key, default=0.0, help="key shift in semitones (-24..24)")
+    c.add_argument("--key", type=arg_types.key_or_auto, default=0.0,
+                   help="key shift in semitones (-24..24), or auto: the key that moves the input into the --ref "
+                        "clip's register (whole semitones between their median pitches)")
     c.add_argument("--formant", type=arg_types.formant, default=0.0,
                    help="formant shift in semitones (-12..12; needs an f0-driven vocoder: nsf or hn)")
     c.add_argument("--steps", type=arg_types.steps, default=1, help="decoder steps: 1 = one-step student (default)")
@@ -297,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = one_line
     try:
         with tempfile.TemporaryDirectory(prefix="comolive-adapt-") as tmp:
+            if getattr(args, "key", None) == "auto":
+                args.key = _auto_key(args)
             if hasattr(args, "adapt"):
                 args.adapt = _adapt_steps(args)
             if getattr(args, "adapt", 0):

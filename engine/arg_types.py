@@ -17,6 +17,11 @@ def key(value: str) -> float:
     return k
 
 
+def key_or_auto(value: str) -> float | str:
+    """A key in semitones, or "auto" (the key that moves the input into the reference's register: engine/register.py)."""
+    return "auto" if value.strip().lower() == "auto" else key(value)
+
+
 def formant(text: str) -> float:
     v = float(text)
     if not -12.0 <= v <= 12.0:

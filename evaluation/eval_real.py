@@ -46,6 +46,7 @@ from engine.manifest import read_manifest
 from evaluation.metrics import cents_error, cosine, expected_f0
 from engine.pitch import make_pitch_extractor
 from engine.reference import Reference, reference_from_audio
+from engine.register import MAX_REGISTER_KEY, median_f0, register_key
 from engine.speaker import SpeakerEncoder
 from evaluation.tables import print_table
 from models.audio_io import load_audio
@@ -55,7 +56,6 @@ NEEDED_COLUMNS = ("path", "split", "kind", "speaker")
 REFERENCE_KINDS = ("singing", "speech")
 KEY_MODES = ("0", "register")
 PATHS = ("offline", "live")
-MAX_REGISTER_KEY = 12
 MEAN_METRICS = ("vuv_agreement", "sim_target", "sim_source", "target_gain", "dnsmos_ovrl", "source_dnsmos_ovrl",
                 "level_db")
 SUMMARY_COLUMNS = ("path", "reference", "key", "n", "f0_cents_median") + MEAN_METRICS
@@ -127,18 +127,6 @@ def plan_pairs(rows: list[dict], pairs: int = 12, ref_seconds: tuple[float, floa
             turns[s] += 1
             out.append({"pair": len(out), "source": clip, "source_speaker": s, "target_speaker": t, **targets[t]})
     return out
-
-
-def register_key(ref_f0: float, source_f0: float) -> float:
-    """Whole semitones from the source's median f0 to the reference's, within +-MAX_REGISTER_KEY."""
-    if ref_f0 <= 0 or source_f0 <= 0:
-        return 0.0
-    key = float(np.round(12.0 * np.log2(ref_f0 / source_f0)))
-    return float(np.clip(key, -MAX_REGISTER_KEY, MAX_REGISTER_KEY)) + 0.0  # + 0.0: no -0.0
-
-
-def _median_f0(f0: np.ndarray) -> float:
-    return float(np.median(f0[f0 > 0])) if (f0 > 0).any() else 0.0
 
 
 # ------------------------------------------------------------------------------- converting and measuring
@@ -221,7 +209,7 @@ class RealMeter:
             else:
                 for w in ref.warnings:
                     self.note(f"reference warning: {w}")
-                self._refs[rel] = TargetReference(ref, _median_f0(self.harvest.extract_from(wav, sr)))
+                self._refs[rel] = TargetReference(ref, median_f0(self.harvest.extract_from(wav, sr)))
         return self._refs[rel]
 
     def adapted(self, rel: str) -> tuple[object, str]:
@@ -293,7 +281,7 @@ def _pair_rows(meter: RealMeter, pair: dict, live: bool, max_ref_s: float, bar: 
         ref = meter.reference(rel, max_ref_s)
         if ref is None:
             continue
-        keys = {"0": 0.0, "register": register_key(ref.f0_median, _median_f0(src.f0))}
+        keys = {"0": 0.0, "register": register_key(ref.f0_median, median_f0(src.f0))}
         for path in PATHS[: 2 if live and kind == "singing" else 1]:
             done: dict[float, dict] = {}
             for mode, key in keys.items():

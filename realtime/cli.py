@@ -26,11 +26,16 @@ def adapt_arg(sp: argparse.ArgumentParser, files: bool) -> None:
                                           f"({default})")
 
 
-def _session_args(sp: argparse.ArgumentParser) -> None:
+def _session_args(sp: argparse.ArgumentParser, whole_input: bool = False) -> None:
+    """The session's options; `whole_input` (stream: a file) also takes `--key auto`."""
     sp.add_argument("--voice", default=None, help="target voice name (see `voices`)")
     sp.add_argument("--ref", action="append", default=None, metavar="CLIP",
                     help="zero-shot target voice from a 3-10 s recording (repeat to average several clips)")
-    sp.add_argument("--key", type=arg_types.key, default=None, help="key shift in semitones (-24..24)")
+    if whole_input:
+        sp.add_argument("--key", type=arg_types.key_or_auto, default=None,
+                        help="key shift in semitones (-24..24), or auto: into the --ref clip's register")
+    else:
+        sp.add_argument("--key", type=arg_types.key, default=None, help="key shift in semitones (-24..24)")
     sp.add_argument("--formant", type=float, default=None, help="formant shift in semitones")
     sp.add_argument("--pitch", default=None, choices=tuple(PITCH_EXTRACTORS),
                     help="pitch extractor (default: fcpe; dio costs less CPU, harvest more)")
@@ -223,7 +228,7 @@ def add_commands(sub) -> None:
     st.add_argument("output", help="output wav file (same rate and length as the input)")
     st.add_argument("--fast", action="store_true", help="as fast as possible instead of real-time pace")
     st.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
-    _session_args(st)
+    _session_args(st, whole_input=True)
     adapt_arg(st, files=True)
     st.set_defaults(func=cmd_stream)
 
