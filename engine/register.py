@@ -4,7 +4,8 @@ A target voice sung in a register far from the source's (a bass's reference for 
 like neither: the decoder is asked for that timbre at pitches it never carries. The usual remedy is the key
 shift a user picks by ear ("+12 for a man to a woman"); `--key auto` picks it from the two recordings: the
 whole semitones between the median f0 of the source and of the reference, within +-MAX_REGISTER_KEY. It
-needs the whole input (convert, stream); live, the key is set by hand. A spoken reference places the
+needs the whole input (convert, stream); live, the panel's Match button takes the singer's median from the
+last seconds sung (gui/sung_pitch.py). A spoken reference places the
 register lower than that person sings (docs/results.md: a median 7.5 semitones on the train speakers).
 """
 from __future__ import annotations
@@ -30,14 +31,18 @@ def register_key(target_f0: float, source_f0: float, limit: float = MAX_REGISTER
     return float(np.clip(key, -limit, limit)) + 0.0  # + 0.0: no -0.0
 
 
-def auto_key(source: tuple[np.ndarray, int], references: list[tuple[np.ndarray, int]], pitch: str = "fcpe",
-             ) -> tuple[float, float, float]:
-    """(key, the source's median f0, the references' median f0) with the named pitch extractor."""
+def clips_median_f0(clips: list[tuple[np.ndarray, int]], pitch: str = "fcpe") -> float:
+    """Median f0 over the voiced frames of all the (audio, rate) clips, with the named pitch extractor."""
     from engine.pitch import make_pitch_extractor
 
     extractor = make_pitch_extractor(pitch)
-    src = median_f0(extractor.extract_from(*source))
-    ref = median_f0(np.concatenate([extractor.extract_from(w, sr) for w, sr in references]))
+    return median_f0(np.concatenate([extractor.extract_from(np.asarray(w, np.float32), sr) for w, sr in clips]))
+
+
+def auto_key(source: tuple[np.ndarray, int], references: list[tuple[np.ndarray, int]], pitch: str = "fcpe",
+             ) -> tuple[float, float, float]:
+    """(key, the source's median f0, the references' median f0) with the named pitch extractor."""
+    src, ref = clips_median_f0([source], pitch), clips_median_f0(references, pitch)
     if src <= 0:
         raise ComoliveError("--key auto: no pitch found in the input")
     if ref <= 0:

@@ -17,6 +17,7 @@ from gui.meters import LevelMeter
 from gui.pitch_view import PitchView
 from gui.preset_bar import MAX_BUTTONS, PresetBar
 from gui.presets import LIVE_FIELDS, PanelSettings, SettingsStore
+from gui.sung_pitch import SungPitch
 from gui.tune_panel import TunePanel
 from gui.voice_panel import VoicePanel
 from gui.workers import Job, describe, run_job
@@ -80,6 +81,8 @@ class MainWindow(QMainWindow):
         self.refresh_devices()
         if load_model:
             self._reload_voices()  # then prepares the session: a remembered model that is gone is said once
+        self.sung = SungPitch(REFRESH_MS / 1000.0)  # the singer's register, for Match
+        self._clip_f0: tuple[object, float] | None = None  # (reference, its median f0): measured once
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -144,6 +147,7 @@ class MainWindow(QMainWindow):
         self.voice_panel.from_clip.clicked.connect(self.pick_reference_clips)
         self.voice_panel.open_model.clicked.connect(self.pick_model)
         self.voice_panel.adapt.clicked.connect(self.adapt_to_reference)
+        self.voice_panel.match_key.clicked.connect(self.match_key_to_reference)
         self.voice_panel.adapt.setVisible(self.adapter is not None)
         self.audio_panel = AudioPanel()
         self.tune_panel = TunePanel()
@@ -393,6 +397,7 @@ class MainWindow(QMainWindow):
         self.in_meter.set_level(st.input_level_db)
         self.out_meter.set_level(st.output_level_db)
         self.pitch_view.push(st.input_f0_hz, st.output_f0_hz)
+        self.sung.push(st.input_f0_hz)
         self.latency.set_stats(st)
         if st.error and st.error != self._last_error:
             self._last_error = st.error
@@ -572,6 +577,38 @@ class MainWindow(QMainWindow):
                   parent=self)
         job.progress.connect(lambda a: self._on_busy(f"adapting to the clip: step {a[0]} of {a[1]}"))
         self._start_job(job, done, failed)
+
+    def match_key_to_reference(self) -> None:
+        """Set the key that moves the singer's register (the median of their last seconds sung) into the clip's
+        (engine/register.py; the clip's median pitch measured once, in the background)."""
+        from engine.register import clips_median_f0, register_key
+
+        ref, sung = self.control.reference, self.sung.median()
+        if ref is None:
+            return
+        if sung is None:
+            self.statusBar().showMessage("sing a few seconds first: the key comes from the median pitch of your "
+                                         "singing", 6000)
+            return
+
+        def done(clip_f0: float) -> None:
+            self._clip_f0 = (ref, clip_f0)
+            if self.control.reference is not ref:
+                return  # another voice was chosen meanwhile
+            if clip_f0 <= 0:
+                self.banner.show_message("match key: the clip has no pitch to match")
+                return
+            key = register_key(clip_f0, sung)
+            self.voice_panel.key.setValue(key)
+            self.statusBar().showMessage(f"key {key:+g}: your singing (median {sung:.0f} Hz) into the clip's "
+                                         f"register ({clip_f0:.0f} Hz)", 8000)
+
+        if self._clip_f0 is not None and self._clip_f0[0] is ref:
+            done(self._clip_f0[1])
+            return
+        pitch = self.settings.pitch or "fcpe"
+        self._start_job(Job(clips_median_f0, ref.clips, pitch, parent=self), done,
+                        lambda message: self.banner.show_message(f"match key: {message}"))
 
     def _voices_loaded(self, result) -> None:
         names, default = result

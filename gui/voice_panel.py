@@ -54,6 +54,11 @@ class VoicePanel(QWidget):
                               "another voice, clip or model is chosen")
         self.adapt.setEnabled(False)
         self.adapt.setVisible(False)  # shown when the panel can adapt (main.py gives it the means)
+        self.match_key = QPushButton("Match clip")
+        self.match_key.setToolTip("Set the key that moves your singing into the clip's register: the whole "
+                                  "semitones between the median pitch of your last seconds of singing and the "
+                                  "clip's (sing a few seconds first)")
+        self.match_key.setEnabled(False)  # until a clip is in use
         self.clip_label = QLabel("")
         self.clip_label.setWordWrap(True)
         self.clip_label.setVisible(False)  # until a clip is in use
@@ -64,6 +69,9 @@ class VoicePanel(QWidget):
         clip_row = QVBoxLayout()
         clip_row.addLayout(clip_buttons)
         clip_row.addWidget(self.clip_label)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.key, 1)
+        key_row.addWidget(self.match_key)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.open_model)
@@ -71,7 +79,9 @@ class VoicePanel(QWidget):
         form.addRow("Voice model", model_row)
         form.addRow("&Voice", self.voice)
         form.addRow("Voice from clip", clip_row)
-        form.addRow("&Key shift", self.key)
+        key_label = QLabel("&Key shift")
+        key_label.setBuddy(self.key)  # Alt+K still reaches the key
+        form.addRow(key_label, key_row)
         form.addRow("&Formant shift", self.formant)
         form.addRow("&Pitch extractor", self.pitch)
         form.addRow("Sampler &steps", self.steps)
@@ -89,6 +99,7 @@ class VoicePanel(QWidget):
                                 f"{', decoder adapted' if adapted else ''})")
         self.clip_label.setVisible(reference is not None)
         self.adapt.setEnabled(reference is not None and not adapted)
+        self.match_key.setEnabled(reference is not None)
 
     def set_models(self, stems) -> None:
         """The models offered besides the embedded default (their file name shown, their path kept)."""

@@ -403,6 +403,7 @@ def test_live_on_jack_dummy_devices(make_window, qtbot, store, jack_server, tmp_
         before = record(8.0)
         assert np.max(np.abs(before)) > 0.02, "no converted audio at the output port"
         f0_before = median_f0(before, probe.rate)
+        assert w.sung.median() == pytest.approx(220.0, rel=0.03)  # what Match takes as the singer's register
 
         w.voice_panel.key.setValue(7.0)  # live, no restart
         pick(w.voice_panel.voice, "us2")
@@ -521,3 +522,44 @@ def test_audio_server_lost_mid_show_is_a_message_and_the_panel_stays_usable(tmp_
     assert lines["USABLE"] == "True True" and lines["KEY"] == "4.0"
     assert "restart" in lines["RESCAN"], out.stdout
     assert "QUIT" in lines
+
+
+def test_sung_pitch_keeps_the_voiced_readings_of_the_last_seconds():
+    from gui.sung_pitch import MIN_VOICED_S, WINDOW_S, SungPitch
+
+    s = SungPitch(0.04)
+    for f0 in [0.0, None, float("nan")] * 10 + [200.0] * int(MIN_VOICED_S / 0.04 - 1):
+        s.push(f0)
+    assert s.median() is None  # unvoiced readings do not count, and 2 s are not there yet
+    s.push(200.0)
+    assert s.median() == 200.0
+    for _ in range(int(WINDOW_S / 0.04)):
+        s.push(300.0)
+    assert s.median() == 300.0  # only the last WINDOW_S
+
+
+@pytest.mark.slow
+def test_match_key_moves_the_singing_into_the_clips_register(make_window, qtbot, store):
+    """Match sets the key between the median of the singer's last seconds and the clip's (engine/register.py),
+    and says so; before any singing it says to sing first and leaves the key alone."""
+    from engine.register import clips_median_f0, register_key
+    from models.audio_io import load_audio
+
+    demo = str(Path(__file__).resolve().parents[1] / "assets" / "demo_phrase.wav")
+    w = make_window(store, load_model=False)
+    assert not w.voice_panel.match_key.isEnabled()  # no clip yet
+    w.use_reference_clips([demo])
+    qtbot.waitUntil(lambda: w.control.reference is not None, timeout=120_000)
+    assert w.voice_panel.match_key.isEnabled()
+    key_before = w.settings.key
+    qtbot.mouseClick(w.voice_panel.match_key, Qt.MouseButton.LeftButton)
+    assert w.settings.key == key_before and "sing a few seconds first" in w.statusBar().currentMessage()
+    for _ in range(100):  # 4 s of readings at 110 Hz, as refresh() pushes them from the loop's stats
+        w.sung.push(110.0)
+    expected = register_key(clips_median_f0([load_audio(demo)]), 110.0)
+    assert expected != key_before
+    qtbot.mouseClick(w.voice_panel.match_key, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.settings.key == expected, timeout=60_000)
+    assert f"key {expected:+g}: your singing (median 110 Hz)" in w.statusBar().currentMessage()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    w.grab().save(str(ARTIFACTS / "panel_match_key.png"))
