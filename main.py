@@ -206,11 +206,14 @@ def cmd_bench(a: argparse.Namespace) -> None:
     print_overview(report)
 
 
-def _adapt_for_panel(clips, model, work_dir, on_step=None) -> str:
+def _adapt_for_panel(clips, model, work_dir, on_step=None) -> str | None:
     """The panel's Adapt button: the stored adaptation to the clip, or one made now and stored
-    (training/adaptation_cache.py, imported when first pressed)."""
-    from training.adaptation_cache import adapt_cached
+    (training/adaptation_cache.py, imported when first needed). work_dir None: only a stored one (None when
+    there is none), which the panel takes when a clip is chosen."""
+    from training.adaptation_cache import adapt_cached, cached_adaptation
 
+    if work_dir is None:
+        return cached_adaptation(clips, model, say=lambda _: None)
     return adapt_cached(clips, model, work_dir, on_step=on_step)[0]
 
 

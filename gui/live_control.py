@@ -22,7 +22,7 @@ SESSION_LIVE = LIVE_FIELDS + ("reference",)  # what a prepared or running sessio
 def session_config(s: PanelSettings, rate: int | None = None, reference=None, adapted: str | None = None):
     """The engine's SessionConfig for these settings (its defaults where a setting is None), at the loop's rate;
     `reference` (engine.reference.Reference) is a voice from clips that replaces the named voice, and
-    `adapted` a model adapted to it (a file of this session) that replaces the model."""
+    `adapted` a model adapted to it (a stored adaptation) that replaces the model."""
     from engine.session_config import SessionConfig
 
     wanted = dict(block_ms=s.block_ms, model=adapted or s.model, voice=s.voice, key=s.key, formant=s.formant,

@@ -51,7 +51,8 @@ class MainWindow(QMainWindow):
         """`model`: a voice model to open with (main.py gui --model) instead of the one remembered.
         `adapter(clips, model, work_dir, on_step=...)`: what adapts a model to a clip and returns the adapted
         model's stem (stored between runs, or in work_dir for this session: training.adaptation_cache, which
-        main.py hands in); None: no Adapt button."""
+        main.py hands in); with work_dir None it only looks for a stored one (the stem or None). None: no
+        Adapt button."""
         super().__init__()
         self.setWindowTitle("comolive — live voice conversion")
         self.store = store or SettingsStore()
@@ -471,6 +472,26 @@ class MainWindow(QMainWindow):
                 self.banner.show_message(f"voice from clip: {w}")
             if self.control.state != RUNNING:
                 self.prepare()
+            if self.adapter is not None:
+                self._use_stored_adaptation(reference)
+
+    def _use_stored_adaptation(self, ref) -> None:
+        """An adaptation to this clip stored earlier (Adapt, `convert --ref`) is used at once, as `live --ref`
+        does; looked up in the background (a failed look-up only means adapting again)."""
+        model = self.settings.model
+
+        def done(stem) -> None:
+            if stem is None or self.control.reference is not ref or self.settings.model != model:
+                return
+            self.control.adapted = stem
+            self.voice_panel.show_reference(ref, adapted=True)
+            if self.control.state == RUNNING:
+                self.statusBar().showMessage("this clip's stored adaptation applies at the next start", 6000)
+            else:
+                self.statusBar().showMessage("the decoder adapted to this clip earlier is used", 4000)
+                self.prepare()
+
+        self._start_job(Job(self.adapter, ref.clips, model, None, parent=self), done, lambda _message: None)
 
     def pick_model(self) -> None:
         from PyQt6.QtWidgets import QFileDialog

@@ -229,9 +229,11 @@ def test_adapting_to_a_clip_from_the_panel(make_window, qtbot, store):
     """Adapt fine-tunes the decoder on the clip in use (training.adaptation_cache, here 2 steps) and the session
     then loads the adapted model; choosing a named voice leaves it."""
     from gui.live_control import live_config
-    from training.adaptation_cache import adapt_cached
+    from training.adaptation_cache import adapt_cached, cached_adaptation
 
-    def adapter(clips, model, work_dir, on_step=None):
+    def adapter(clips, model, work_dir, on_step=None):  # main.py's, with 2 steps
+        if work_dir is None:
+            return cached_adaptation(clips, model, steps=2)
         return adapt_cached(clips, model, work_dir, steps=2, on_step=on_step)[0]
 
     demo = str(Path(__file__).resolve().parents[1] / "assets" / "demo_phrase.wav")
@@ -251,6 +253,9 @@ def test_adapting_to_a_clip_from_the_panel(make_window, qtbot, store):
     w.grab().save(str(ARTIFACTS / "panel_adapted.png"))
     w.on_change("voice", w.settings.voice)  # a named voice: neither the clip nor its adaptation
     assert w.control.reference is None and w.control.adapted is None
+    w.use_reference_clips([demo])  # the same clip again: its stored adaptation is taken without adapting
+    qtbot.waitUntil(lambda: w.control.adapted == str(adapted), timeout=120_000)
+    assert "decoder adapted" in w.voice_panel.clip_label.text() and not w.voice_panel.adapt.isEnabled()
 
 
 def test_live_config_from_the_panel_settings():
