@@ -84,7 +84,8 @@ def _usable(entry: Path, say) -> str | None:
 def cached_adaptation(clips: list[tuple[np.ndarray, int]], model: VoiceModel | str | Path | None,
                       steps: int = ADAPT_STEPS, say=print) -> str | None:
     """The stem of MODEL adapted to CLIPS for STEPS when the cache holds it and it loads, else None."""
-    return _usable(_entry(clips, _load_base(model), steps), say)
+    base = _load_base(model)
+    return None if base.student is None else _usable(_entry(clips, base, steps), say)
 
 
 def _prune(folder: Path, keep: int) -> None:
@@ -101,6 +102,8 @@ def adapt_cached(clips: list[tuple[np.ndarray, int]], model: VoiceModel | str | 
     entry and stores the result; when the cache cannot be written, the model is saved in WORK_DIR instead
     (for this run only)."""
     base = _load_base(model)
+    if base.student is None:  # nothing to adapt: adapt_and_save says so
+        return adapt_and_save(clips, base, Path(work_dir) / MODEL, steps, device, progress, on_step), False
     entry = _entry(clips, base, steps)
     found = _usable(entry, say)
     if found is not None:
