@@ -5,8 +5,9 @@ like neither: the decoder is asked for that timbre at pitches it never carries. 
 shift a user picks by ear ("+12 for a man to a woman"); `--key auto` picks it from the two recordings: the
 whole semitones between the median f0 of the source and of the reference, within +-MAX_REGISTER_KEY. It
 needs the whole input (convert, stream); live, the panel's Match button takes the singer's median from the
-last seconds sung (gui/sung_pitch.py). A spoken reference places the
-register lower than that person sings (docs/results.md: a median 7.5 semitones on the train speakers).
+last seconds sung (gui/sung_pitch.py). A spoken reference places the register lower than that person sings
+(docs/results.md: a median 7.5 semitones on the train speakers; moving the key there was measured and not
+kept).
 """
 from __future__ import annotations
 
