@@ -1,11 +1,14 @@
 """Shared pytest set-up."""
+import atexit
 import os
+import shutil
 import tempfile
 
 # Qt without a screen: the control-panel tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Adapted decoders are stored between runs (training/adaptation_cache.py): the tests' go to a folder of their own.
 os.environ["COMOLIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="comolive-test-cache-")
+atexit.register(shutil.rmtree, os.environ["COMOLIVE_CACHE_DIR"], True)
 
 import pytest  # noqa: E402
 
