@@ -288,7 +288,7 @@ class LiveControl(QObject):
         from realtime.tune import tune
 
         cfg = session_config(settings, input_rate(settings, devices) or FALLBACK_RATE, self.reference,
-                                 self.adapted)
+                             self.adapted)
         extra = {"candidates_ms": tuple(candidates_ms)} if candidates_ms else {}
         job = Job(lambda c, progress: tune(c, seconds=seconds, progress=progress, rate=c.sample_rate, **extra),
                   cfg, wants_progress=True, parent=self)

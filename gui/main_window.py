@@ -470,28 +470,30 @@ class MainWindow(QMainWindow):
         if reference is not None:
             for w in reference.warnings:
                 self.banner.show_message(f"voice from clip: {w}")
-            if self.control.state != RUNNING:
-                self.prepare()
             if self.adapter is not None:
-                self._use_stored_adaptation(reference)
+                self._use_stored_adaptation(reference)  # prepares once the model to load is known
+            elif self.control.state != RUNNING:
+                self.prepare()
 
     def _use_stored_adaptation(self, ref) -> None:
         """An adaptation to this clip stored earlier (Adapt, `convert --ref`) is used at once, as `live --ref`
-        does; looked up in the background (a failed look-up only means adapting again)."""
+        does; looked up in the background (a failed look-up only means adapting again), then the session is
+        prepared."""
         model = self.settings.model
 
         def done(stem) -> None:
-            if stem is None or self.control.reference is not ref or self.settings.model != model:
-                return
-            self.control.adapted = stem
-            self.voice_panel.show_reference(ref, adapted=True)
-            if self.control.state == RUNNING:
-                self.statusBar().showMessage("this clip's stored adaptation applies at the next start", 6000)
-            else:
-                self.statusBar().showMessage("the decoder adapted to this clip earlier is used", 4000)
+            if self.control.reference is not ref or self.settings.model != model:
+                return  # another voice or model was chosen meanwhile: that choice prepares
+            if stem is not None:
+                self.control.adapted = stem
+                self.voice_panel.show_reference(ref, adapted=True)
+                self.statusBar().showMessage("the decoder adapted to this clip earlier is used" if
+                                             self.control.state != RUNNING else
+                                             "this clip's stored adaptation applies at the next start", 6000)
+            if self.control.state != RUNNING:
                 self.prepare()
 
-        self._start_job(Job(self.adapter, ref.clips, model, None, parent=self), done, lambda _message: None)
+        self._start_job(Job(self.adapter, ref.clips, model, None, parent=self), done, lambda _message: done(None))
 
     def pick_model(self) -> None:
         from PyQt6.QtWidgets import QFileDialog

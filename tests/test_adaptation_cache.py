@@ -10,7 +10,7 @@ import soundfile as sf
 from models.audio_io import load_audio
 from models.voice_model import VoiceModel
 from tests.test_cli import cli
-from tests.test_reference_adapt import SR, _clip
+from tests.test_reference_adapt import SR, _clip, source_and_reference
 from training.adaptation_cache import adapt_cached, cache_root, cached_adaptation
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,7 @@ def test_convert_adapts_once_and_live_starts_with_it(cache, tmp_path, monkeypatc
     import main
     from training import reference_adapt
 
-    src, ref = tmp_path / "in.wav", tmp_path / "ref.wav"
-    sf.write(src, _clip(196.0, 2.0), SR)
-    sf.write(ref, _clip(), SR)
+    src, ref = source_and_reference(tmp_path)
     args = ("--ref", str(ref), "--adapt", "2", "--vocoder", "hn", "--device", "cpu")
     first = cli("convert", str(src), str(tmp_path / "a.wav"), *args)
     second = cli("convert", str(src), str(tmp_path / "b.wav"), *args)

@@ -25,6 +25,14 @@ def _clip(f0: float = 247.0, seconds: float = 4.0) -> np.ndarray:
     return (x * (0.55 - 0.45 * np.cos(2 * np.pi * 4.0 * t)) + noise).astype(np.float32)
 
 
+def source_and_reference(folder, ref_name: str = "ref.wav"):
+    """A 2 s sung source at 196 Hz and a 4 s reference clip at 247 Hz, written in FOLDER: (source, reference)."""
+    src, ref = folder / "in.wav", folder / ref_name
+    sf.write(src, _clip(196.0, 2.0), SR)
+    sf.write(ref, _clip(), SR)
+    return src, ref
+
+
 @pytest.mark.slow
 def test_only_the_decoder_moves_and_the_reference_becomes_a_voice():
     base = VoiceModel.load()
@@ -47,9 +55,7 @@ def test_silence_and_bad_steps_are_refused():
 
 @pytest.mark.slow
 def test_convert_with_an_adapted_decoder(tmp_path):
-    src, ref, out = tmp_path / "in.wav", tmp_path / "ref.flac", tmp_path / "out.wav"
-    sf.write(src, _clip(196.0, 2.0), SR)
-    sf.write(ref, _clip(), SR)
+    (src, ref), out = source_and_reference(tmp_path, "ref.flac"), tmp_path / "out.wav"
     r = cli("convert", str(src), str(out), "--ref", str(ref), "--adapt", "2", "--vocoder", "hn", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "adapting the decoder to the reference (2 steps;" in r.stdout and "converted" in r.stdout

@@ -9,7 +9,7 @@ import soundfile as sf
 from engine.register import auto_key, median_f0, register_key
 from models.errors import ComoliveError
 from tests.test_cli import assert_clean_error, cli
-from tests.test_reference_adapt import SR, _clip
+from tests.test_reference_adapt import SR, _clip, source_and_reference
 
 
 def test_the_register_key_is_whole_semitones_within_an_octave():
@@ -35,9 +35,7 @@ def test_auto_needs_a_reference_and_a_whole_input(tmp_path):
 
 @pytest.mark.slow
 def test_convert_with_the_key_auto(tmp_path):
-    src, ref, out = tmp_path / "in.wav", tmp_path / "ref.wav", tmp_path / "out.wav"
-    sf.write(src, _clip(196.0, 2.0), SR)
-    sf.write(ref, _clip(), SR)
+    (src, ref), out = source_and_reference(tmp_path), tmp_path / "out.wav"
     r = cli("convert", str(src), str(out), "--ref", str(ref), "--key", "auto", "--adapt", "0", "--vocoder", "hn")
     assert r.returncode == 0, r.stderr
     assert "key auto: +4 semitones (median pitch: the input 19" in r.stdout

@@ -102,8 +102,12 @@ def adapt_cached(clips: list[tuple[np.ndarray, int]], model: VoiceModel | str | 
     entry and stores the result; when the cache cannot be written, the model is saved in WORK_DIR instead
     (for this run only)."""
     base = _load_base(model)
+
+    def adapt(stem: Path) -> str:
+        return adapt_and_save(clips, base, stem, steps, device, progress, on_step)
+
     if base.student is None:  # nothing to adapt: adapt_and_save says so
-        return adapt_and_save(clips, base, Path(work_dir) / MODEL, steps, device, progress, on_step), False
+        return adapt(Path(work_dir) / MODEL), False
     entry = _entry(clips, base, steps)
     found = _usable(entry, say)
     if found is not None:
@@ -114,9 +118,9 @@ def adapt_cached(clips: list[tuple[np.ndarray, int]], model: VoiceModel | str | 
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
     except OSError as e:
         say(f"the adaptation cache {folder} cannot be written ({e.strerror or e}): adapting for this run only")
-        return adapt_and_save(clips, base, Path(work_dir) / MODEL, steps, device, progress, on_step), False
+        return adapt(Path(work_dir) / MODEL), False
     try:
-        adapt_and_save(clips, base, partial / MODEL, steps, device, progress, on_step)
+        adapt(partial / MODEL)
         shutil.rmtree(entry, ignore_errors=True)
         try:
             os.replace(partial, entry)
